@@ -1,0 +1,337 @@
+"""LeanServer and AutoLeanServer against the project's fake REPL: protocol, faults, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+from conftest import fake_repl_command, read_log, wait_no_repl_processes
+
+from lean_kernel import (
+    AutoLeanServer,
+    Command,
+    CommandResponse,
+    FileCommand,
+    LeanError,
+    LeanREPLConfig,
+    LeanServer,
+    ProofStep,
+    ProofStepResponse,
+    ReplaySessionCache,
+    ReplCancelledError,
+    ReplCrashedError,
+    ReplMemoryError,
+    ReplProtocolError,
+    ReplTimeoutError,
+    StaleStateError,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_repl_left_behind():
+    yield
+    gc.collect()
+    assert wait_no_repl_processes() == []
+
+
+@pytest.fixture
+def server(fake_config):
+    with LeanServer(fake_config) as server:
+        yield server
+
+
+@pytest.fixture
+def auto(fake_config):
+    with AutoLeanServer(fake_config) as server:
+        yield server
+
+
+# -- the protocol ---------------------------------------------------------------------------
+
+
+def test_command_returns_typed_response_with_env_numbering(server):
+    first = server.run(Command(cmd="def f := 37"))
+    second = server.run(Command(cmd="#eval f + 5", env=first.env))
+    assert isinstance(first, CommandResponse) and first.env == 0
+    assert second.env == 1
+    assert [m.data for m in second.messages] == ["42"]
+
+
+def test_sorry_gives_proof_state_and_tactic_mode_closes_it(server):
+    response = server.run(Command(cmd="theorem t (x : Nat) : x = x := by sorry"))
+    (sorry,) = response.sorries
+    assert "⊢ x = x" in sorry.goal
+    step = server.run(ProofStep(proof_state=sorry.proof_state, tactic="rfl"))
+    assert isinstance(step, ProofStepResponse)
+    assert step.proof_status == "Completed" and step.goals == []
+
+
+def test_run_dict_sends_and_returns_raw_json(server):
+    assert server.run_dict({"cmd": "def g := 1"}) == {"env": 0}
+
+
+def test_async_run(server):
+    async def main():
+        return await asyncio.gather(
+            server.async_run(Command(cmd="#eval 1 + 1")),
+            server.async_run(Command(cmd="#eval 2 + 2")),
+        )
+
+    results = asyncio.run(main())
+    assert sorted(r.messages[0].data for r in results) == ["2", "4"]
+
+
+def test_concurrent_threads_get_their_own_answers(server):
+    answers: dict[int, str] = {}
+
+    def worker(base: int) -> None:
+        for i in range(15):
+            n = base * 100 + i
+            answers[n] = server.run(Command(cmd=f"#eval {n}")).messages[0].data
+
+    threads = [threading.Thread(target=worker, args=(b,)) for b in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {n: str(n) for n in answers} and len(answers) == 60
+
+
+def test_incrementality_sent_when_enabled(fake_config, request_log):
+    with LeanServer(fake_config) as server:
+        server.run(Command(cmd="def a := 1"))
+    assert read_log(request_log)[0].get("incrementality") is True
+
+
+def test_incrementality_not_sent_when_disabled(request_log):
+    config = LeanREPLConfig(
+        repl_command=fake_repl_command("--log", str(request_log)),
+        enable_incremental_optimization=False,
+    )
+    with LeanServer(config) as server:
+        server.run(Command(cmd="def a := 1"))
+    assert "incrementality" not in read_log(request_log)[0]
+
+
+# -- bad input: clear errors, never a hang --------------------------------------------------
+
+
+def test_empty_command_answers(server):
+    response = server.run(Command(cmd=""), timeout=10)
+    assert isinstance(response, CommandResponse | LeanError)
+
+
+def test_unknown_env_is_a_lean_error(server):
+    response = server.run(Command(cmd="#eval 1", env=99), timeout=10)
+    assert isinstance(response, LeanError) and "Unknown environment" in response.message
+
+
+def test_unknown_proof_state_is_a_lean_error(server):
+    response = server.run(ProofStep(proof_state=7, tactic="rfl"), timeout=10)
+    assert isinstance(response, LeanError) and "Unknown proof state" in response.message
+
+
+def test_missing_file_is_a_lean_error(server, tmp_path):
+    response = server.run(FileCommand(path=str(tmp_path / "nope.lean")), timeout=10)
+    assert isinstance(response, LeanError)
+    assert "nope.lean" in response.message or "no such file" in response.message.lower()
+
+
+def test_invalid_option_is_a_lean_error_message(server):
+    response = server.run(Command(cmd="set_option no.such.option true"), timeout=10)
+    assert isinstance(response, CommandResponse) and response.has_errors()
+
+
+def test_request_the_repl_does_not_know_is_refused_before_sending(server, request_log):
+    with pytest.raises(ValueError, match="needs `cmd`"):
+        server.run_dict({"frobnicate": 1}, timeout=10)
+    assert server.is_alive() and read_log(request_log) == []
+
+
+def test_run_rejects_what_is_not_a_request(server):
+    with pytest.raises(TypeError, match="Command"):
+        server.run({"cmd": "def f := 1"})  # type: ignore[arg-type]
+
+
+# -- process failures ---------------------------------------------------------------------
+
+
+def test_timeout_kills_the_process_and_raises_timeout_error(server):
+    pid = server.pid
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not answer within"):
+        server.run(Command(cmd="#fake_sleep 30"), timeout=0.5)
+    assert time.monotonic() - start < 5
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_crash_reports_exit_code_and_stderr_tail(server):
+    with pytest.raises(ReplCrashedError) as caught:
+        server.run(Command(cmd="#fake_crash 3"))
+    assert "code 3" in str(caught.value)
+    assert "stderr" in str(caught.value)
+
+
+def test_garbage_output_is_a_protocol_error(server):
+    with pytest.raises(ReplProtocolError, match="not a JSON object"):
+        server.run(Command(cmd="#fake_garbage"), timeout=10)
+
+
+def test_stderr_flood_does_not_block_the_answer(server):
+    response = server.run(Command(cmd="#fake_stderr 524288\ndef big := 1"), timeout=20)
+    assert isinstance(response, CommandResponse) and response.env == 0
+    assert len(server.stderr_tail(10**6)) > 1000
+
+
+def test_cancel_event_stops_a_long_command_within_a_second(server):
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    start = time.monotonic()
+    with pytest.raises(ReplCancelledError):
+        server.run(Command(cmd="#fake_hang"), cancel=cancel)
+    assert time.monotonic() - start < 1.5
+
+
+def test_memory_hard_limit_stops_a_runaway_repl(request_log):
+    config = LeanREPLConfig(
+        repl_command=fake_repl_command("--log", str(request_log)), memory_hard_limit_mb=300
+    )
+    with LeanServer(config) as server, pytest.raises(ReplCrashedError):
+        server.run(Command(cmd="#fake_memory 600"), timeout=30)
+
+
+def test_kill_close_and_garbage_collection_leave_no_process(fake_config):
+    killed = LeanServer(fake_config)
+    killed.kill()
+    assert not killed.is_alive()
+    with LeanServer(fake_config):
+        pass
+    collected = LeanServer(fake_config)
+    collected.run(Command(cmd="def x := 1"))
+    del collected
+    gc.collect()
+    assert wait_no_repl_processes() == []
+
+
+def test_repl_exits_when_its_parent_is_killed(tmp_path):
+    script = (
+        "import sys, time\n"
+        "from lean_kernel import LeanServer, LeanREPLConfig, Command\n"
+        f"s = LeanServer(LeanREPLConfig(repl_command={fake_repl_command()!r}))\n"
+        "print(s.pid, flush=True)\n"
+        "s.run(Command(cmd='#fake_hang'))\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    repl_pid = int(parent.stdout.readline())
+    time.sleep(0.3)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(repl_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(repl_pid)
+
+
+# -- AutoLeanServer ---------------------------------------------------------------------------
+
+FAULTS = {
+    "crash": ("#fake_crash", ReplCrashedError, None),
+    "hang": ("#fake_hang", ReplTimeoutError, 0.5),
+    "garbage": ("#fake_garbage", ReplProtocolError, None),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_auto_server_recovers_and_cached_envs_still_resolve(auto, request_log, fault):
+    text, error, timeout = FAULTS[fault]
+    kept = auto.run(Command(cmd="def kept := 41"), add_to_session_cache=True)
+    assert kept.env < 0
+    old_pid = auto.pid
+    with pytest.raises(error):
+        auto.run(Command(cmd=text, env=kept.env), timeout=timeout)
+    assert auto.is_alive() and auto.pid != old_pid, "restarted at once, before the next request"
+    after = auto.run(Command(cmd="#eval kept + 1", env=kept.env))
+    assert [m.data for m in after.messages] == ["42"]
+    sent = [r.get("cmd") for r in read_log(request_log)]
+    assert sent.count(text) == 1, "the failing request is reported, not retried"
+
+
+def test_auto_server_recovers_from_memory_growth_during_a_command(fake_config):
+    with AutoLeanServer(fake_config, max_process_memory=200) as auto:
+        kept = auto.run(Command(cmd="def kept := 1"), add_to_session_cache=True)
+        start = time.monotonic()
+        with pytest.raises(ReplMemoryError, match="max_process_memory"):
+            auto.run(Command(cmd="#fake_memory 1000 4"), timeout=60)
+        assert time.monotonic() - start < 4, "killed while growing, not after"
+        assert auto.run(Command(cmd="#eval kept", env=kept.env)).messages[0].data == "1"
+
+
+def test_env_from_before_a_crash_is_refused_unless_cached(auto):
+    plain = auto.run(Command(cmd="def plain := 1"))
+    kept = auto.run(Command(cmd="def kept := 2"), add_to_session_cache=True)
+    with pytest.raises(ReplCrashedError):
+        auto.run(Command(cmd="#fake_crash"))
+    with pytest.raises(StaleStateError, match="replaced") as caught:
+        auto.run(Command(cmd="#eval plain", env=plain.env))
+    assert "add_to_session_cache" in str(caught.value)
+    assert auto.run(Command(cmd="#eval kept", env=kept.env)).messages[0].data == "2"
+    fresh = auto.run(Command(cmd="def fresh := 3"))
+    assert fresh.env > plain.env, "new ids never reuse an id handed out before the crash"
+
+
+def test_cached_sorry_proof_states_survive_a_restart(auto):
+    kept = auto.run(
+        Command(cmd="theorem t (x : Nat) : x = x := by sorry"), add_to_session_cache=True
+    )
+    state = kept.sorries[0].proof_state
+    assert state < 0
+    with pytest.raises(ReplCrashedError):
+        auto.run(Command(cmd="#fake_crash"))
+    step = auto.run(ProofStep(proof_state=state, tactic="rfl"))
+    assert step.proof_status == "Completed"
+
+
+def test_removed_cache_entry_is_refused(auto):
+    kept = auto.run(Command(cmd="def k := 1"), add_to_session_cache=True)
+    auto.remove_from_session_cache(kept.env)
+    with pytest.raises(StaleStateError, match="not in the session cache"):
+        auto.run(Command(cmd="#eval k", env=kept.env))
+    assert len(auto.session_cache) == 0
+
+
+def test_session_cache_is_shared_between_servers(fake_config):
+    cache = ReplaySessionCache()
+    with (
+        AutoLeanServer(fake_config, session_cache=cache) as first,
+        AutoLeanServer(fake_config, session_cache=cache) as second,
+    ):
+        kept = first.run(Command(cmd="def shared := 5"), add_to_session_cache=True)
+        answer = second.run(Command(cmd="#eval shared", env=kept.env))
+        assert answer.messages[0].data == "5"
+
+
+def test_process_that_died_between_requests_is_restarted(auto):
+    auto.kill()
+    assert auto.run(Command(cmd="#eval 3")).messages[0].data == "3"
+
+
+def test_facade_runs_leaninteract_code_unchanged(monkeypatch):
+    monkeypatch.setenv("LEAN_KERNEL_REPL", fake_repl_command())
+    from lean_interact.interface import CommandResponse as LIResponse
+
+    from lean_interact import Command as LICommand
+    from lean_interact import LeanREPLConfig as LIConfig
+    from lean_interact import LeanServer as LIServer
+
+    server = LIServer(LIConfig())
+    try:
+        response = server.run(LICommand(cmd="def f := 37"))
+        assert isinstance(response, LIResponse) and response.env == 0
+    finally:
+        server.close()
