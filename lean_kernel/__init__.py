@@ -15,7 +15,6 @@ from lean_kernel.errors import (
     ReplTimeoutError,
     StaleStateError,
 )
-from lean_kernel.pool import BatchHandle, LeanServerPool
 from lean_kernel.protocol import (
     Command,
     CommandResponse,
@@ -40,7 +39,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoLeanServer",
-    "BatchHandle",
     "BatchResults",
     "Command",
     "CommandResponse",
@@ -50,7 +48,6 @@ __all__ = [
     "LeanKernelError",
     "LeanREPLConfig",
     "LeanServer",
-    "LeanServerPool",
     "Message",
     "PickleEnvironment",
     "PickleProofState",
@@ -70,18 +67,3 @@ __all__ = [
     "UnpickleEnvironment",
     "UnpickleProofState",
 ]
-
-
-def load_ipython_extension(ipython) -> None:
-    """``%load_ext lean_kernel``: adds ``%lean``, ``%%lean``, ``%%lean_batch``, ``%lean_config``
-    and ``%lean_status`` (IPython is only imported when the extension is loaded)."""
-    from lean_kernel.magics import load_ipython_extension as load
-
-    load(ipython)
-
-
-def unload_ipython_extension(ipython) -> None:
-    """``%unload_ext lean_kernel``: stops the extension's REPLs and pool."""
-    from lean_kernel.magics import unload_ipython_extension as unload
-
-    unload(ipython)
