@@ -31,7 +31,6 @@ from lean_kernel.protocol import (
     UnpickleEnvironment,
     UnpickleProofState,
 )
-from lean_kernel.results import BatchResults, ItemResult
 from lean_kernel.server import AutoLeanServer, LeanServer
 from lean_kernel.sessioncache import ReplaySessionCache
 
@@ -39,11 +38,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoLeanServer",
-    "BatchResults",
     "Command",
     "CommandResponse",
     "FileCommand",
-    "ItemResult",
     "LeanError",
     "LeanKernelError",
     "LeanREPLConfig",
