@@ -2,15 +2,28 @@
 """A protocol-faithful fake of the Lean 4 REPL, for tests and benchmarks.
 
 Why it exists: the engine, kernel and batch tests need a REPL that answers exactly like the real
-one (framing, id numbering, error objects, positions, Lean's JSON layout) but starts in
-milliseconds, needs no Lean toolchain, and can be told to crash, hang, flood stderr, eat memory or
-run slowly on cue. It elaborates a small deterministic subset of Lean; what lies outside that
-subset is accepted optimistically rather than rejected.
+one (framing, id numbering, error objects, positions, Lean's JSON layout) but starts fast, needs
+no Lean toolchain, and can be told to crash, hang, flood stderr, eat memory or run slowly on
+cue. It elaborates a small deterministic subset of Lean; what lies outside that subset is
+accepted optimistically rather than rejected.
+
+Like the real REPL (REPL/Main.lean), it dies with `uncaught exception: {"message": ...}` on
+stderr and exit code 1 when a query is not JSON (an extra blank line counts) or is no known
+request, or when an unpickle file cannot be read; a query starting with `#` or `--` gets no
+answer; lines of a query are joined without newlines; the last query may end at EOF.
 
 Usage: python fake_repl.py [--import-cost SECONDS] [--char-cost SECONDS]
                            [--flavor fork|upstream] [--log FILE] [--crash-after N]
                            [--memory-baseline MB]
 Flags in the environment variable FAKE_REPL_ARGS (shell syntax) are appended to the argv.
+  --import-cost   sleep per command with `import` lines (or unpickled env with imports)
+  --char-cost     sleep per character elaborated; in the fork flavour, with
+                  "incrementality": true, a prefix shared with an earlier command on the same
+                  parent env is free (an import header included)
+  --flavor        fork (default: incrementality, declarations, setOptions) or upstream
+  --log           append {"pid", "t", "elapsed", "request"} as one JSON line per query
+  --crash-after   crash on receiving the Nth query
+  --memory-baseline  allocate and hold MB of resident memory at start
 
 Fault directives, as lines of a `cmd` or `tactic` text:
   #fake_crash [CODE]       print a panic line on stderr and exit with CODE (default 1), no answer
@@ -30,6 +43,8 @@ import re
 import sys
 import time
 from bisect import bisect_right
+from collections.abc import Iterator
+from itertools import chain
 from json.encoder import encode_basestring as encode_string
 
 USAGE = (
@@ -564,27 +579,48 @@ def goals_text(goals: list[Goal]) -> str:
 class Env:
     """An environment: declarations, imports and the scope stack (namespaces, opens, ...).
 
-    Declarations are shared between environments until one of them adds a declaration.
+    Every command makes a new environment, so a notebook of N cells makes N of them.
+    Declarations live in a `base` dict shared by all descendants and never changed in place,
+    plus a small `overlay` copied on write and merged into a new base every MERGE_AT
+    declarations: memory stays near-linear in N and lookups stay O(1).
     """
 
-    __slots__ = ("decls", "imports", "scopes", "shared")
+    __slots__ = ("base", "overlay", "imports", "scopes", "shared")
+    MERGE_AT = 64
 
-    def __init__(self, decls: dict | None = None, imports: tuple = (), scopes: list | None = None):
-        self.decls = {} if decls is None else decls
+    def __init__(
+        self,
+        base: dict | None = None,
+        overlay: dict | None = None,
+        imports: tuple = (),
+        scopes: list | None = None,
+    ) -> None:
+        self.base = {} if base is None else base
+        self.overlay = {} if overlay is None else overlay
         self.imports = tuple(imports)
         self.scopes = scopes or [_scope("root", "", "")]
         self.shared = False
 
     def derive(self) -> Env:
-        env = Env(self.decls, self.imports, [dict(s) for s in self.scopes])
+        env = Env(self.base, self.overlay, self.imports, [dict(s) for s in self.scopes])
         env.shared = True
         return env
 
     def add(self, name: str, decl: dict) -> None:
         if self.shared:
-            self.decls = dict(self.decls)
+            self.overlay = dict(self.overlay)
             self.shared = False
-        self.decls[name] = decl
+        self.overlay[name] = decl
+        if len(self.overlay) >= self.MERGE_AT:
+            self.base = {**self.base, **self.overlay}
+            self.overlay = {}
+
+    def get(self, name: str) -> dict | None:
+        decl = self.overlay.get(name)
+        return decl if decl is not None else self.base.get(name)
+
+    def names(self) -> Iterator[str]:
+        return chain(self.overlay, self.base)
 
     @property
     def scope(self) -> dict:
@@ -602,21 +638,24 @@ class Env:
 
     def resolve(self, name: str) -> tuple[str, dict] | None:
         """Find a declaration the way Lean resolves a name in the current scope."""
-        decls = self.decls
+        get = self.get
         if name.startswith("_root_."):
             name = name[7:]
         ns = self.scope["ns"]
         while ns:
             full = f"{ns}.{name}"
-            if full in decls:
-                return full, decls[full]
+            decl = get(full)
+            if decl is not None:
+                return full, decl
             ns = ns.rpartition(".")[0]
-        if name in decls:
-            return name, decls[name]
+        decl = get(name)
+        if decl is not None:
+            return name, decl
         for opened in self.scope["opens"]:
             full = f"{opened}.{name}"
-            if full in decls:
-                return full, decls[full]
+            decl = get(full)
+            if decl is not None:
+                return full, decl
             if full in BUILTINS:
                 return full, BUILTINS[full]
         if name in BUILTINS:
@@ -626,18 +665,19 @@ class Env:
     def is_namespace(self, name: str) -> bool:
         prefix = name + "."
         return (
-            any(d.startswith(prefix) for d in self.decls)
+            any(d.startswith(prefix) for d in self.names())
             or name in KNOWN_NAMESPACES
             or any(d.startswith(prefix) for d in BUILTINS)
             or any(m not in ("Init",) for m in self.imports)
         )
 
     def to_json(self) -> dict:
-        return {"decls": self.decls, "imports": list(self.imports), "scopes": self.scopes}
+        decls = {**self.base, **self.overlay}
+        return {"decls": decls, "imports": list(self.imports), "scopes": self.scopes}
 
     @staticmethod
     def from_json(data: dict) -> Env:
-        return Env(dict(data["decls"]), tuple(data["imports"]), data["scopes"])
+        return Env(dict(data["decls"]), None, tuple(data["imports"]), data["scopes"])
 
 
 def _scope(kind: str, name: str, ns: str, parent: dict | None = None) -> dict:
@@ -1282,7 +1322,8 @@ def evaluate_prop(text: str, env: Env) -> bool | None:
         e = parse_expr(toks)
         if e[0] != "bin" or e[1] not in _PROP_OPS:
             return None
-        value = Evaluator(env, nat=True).run(e, {})
+        operand = infer_type(e[2], env, {}) or infer_type(e[3], env, {})
+        value = Evaluator(env, nat=operand in (None, "Nat", "ℕ")).run(e, {})
     except (Unsupported, EvalFailure, RecursionError):
         return None
     return value if isinstance(value, bool) else None
@@ -1301,10 +1342,6 @@ class TacticError(Exception):
         self.message = message
         self.start = start
         self.end = end
-
-
-class UnknownTactic(TacticError):
-    pass
 
 
 class TacticRecord:
@@ -1495,7 +1532,7 @@ class Elab:
 
     def run_by_block(self, by_tok: Tok, region: list[Tok], goal: Goal, root: bool) -> bool:
         """Run a `by` block on `goal`; log its errors like Lean's term elaborator does."""
-        if root and self.repl_root_goals:
+        if root and self.want_root_goals:
             self.root_goals.append((goal, by_tok.start, self.self_ref))
         saved = self.explicit_sorry
         try:
@@ -1512,7 +1549,7 @@ class Elab:
             return False
         return True
 
-    repl_root_goals = False
+    want_root_goals = False
 
     def run_seq(self, tacs: list[Tac], goals: list[Goal]) -> list[Goal]:
         for tac in tacs:
@@ -1574,7 +1611,7 @@ class Elab:
             return goals
         t = toks[0]
         line = t.line + 1
-        raise UnknownTactic(
+        raise TacticError(
             f"<input>:{line}:{t.col + 1}: unknown tactic" if self.tactic_mode else "unknown tactic",
             t.start,
             t.end,
@@ -1601,7 +1638,7 @@ class Elab:
         head = tac.head
         toks = tac.toks
         if any(t.text == "at" for t in toks) and head not in ("simpa",):
-            return goals
+            return goals[1:] if self.contradictory(goal) else goals
         bracket = _find_depth0(toks, 1, {"["})
         if bracket > 0:
             end = _matching(toks, bracket)
@@ -1621,8 +1658,6 @@ class Elab:
             truth = evaluate_prop(goal.target, self.env)
             if truth is False:
                 raise TacticError(closing_failure(head, goal), tac.start, tac.end)
-        if head == "exacts":
-            return goals[1:]
         return goals[1:]
 
 
@@ -1934,6 +1969,8 @@ def _t_have(el: Elab, tac: Tac, goals: list[Goal]) -> list[Goal]:
         if ty is None and len(proof) == 1:
             ty = _projection_type(goal, proof[0].text)
         ty = ty or "?"
+    if not ty:
+        raise TacticError("unexpected end of input; expected ':=' or '|'", tac.end, tac.end)
     sub = Goal(ty, goal.hyps)
     keyword = tac.head
     if keyword == "let" or keyword == "set":
@@ -2280,11 +2317,6 @@ def _t_trace(el: Elab, tac: Tac, goals: list[Goal]) -> list[Goal]:
     return goals
 
 
-def _t_calc(el: Elab, tac: Tac, goals: list[Goal]) -> list[Goal]:
-    el.need_goal(tac, goals)
-    return goals[1:]
-
-
 _TACTICS = {
     "exact": _t_exact,
     "intro": _t_intro,
@@ -2325,7 +2357,6 @@ _TACTICS = {
     "swap": _t_swap,
     "rotate_left": _t_swap,
     "trace": _t_trace,
-    "calc": _t_calc,
 }
 
 
@@ -2604,6 +2635,8 @@ def split_commands(toks: list[Tok]) -> list[list[Tok]]:
 
 
 class Binder:
+    """One binder group of a signature, like `(a b : Nat)` or `[inst : Foo α]`."""
+
     __slots__ = ("names", "type_toks", "bracket", "start", "end")
 
     def __init__(
@@ -3070,7 +3103,7 @@ class CommandElab(Elab):
         full = None
         if name_tok is not None:
             full = env.qualify(name_tok.text)
-            if full in env.decls or full in BUILTINS:
+            if env.get(full) is not None or full in BUILTINS:
                 self.error(f"`{full}` has already been declared", name_tok.start, name_tok.end)
                 return
         elif kind == "instance":
@@ -3521,24 +3554,31 @@ def _opt_bool(v: object) -> bool:
     return isinstance(v, bool)
 
 
-_COMMAND_OPTIONS = {
-    "env": (False, _nat),
-    "allTactics": (False, _opt_bool),
-    "rootGoals": (False, _opt_bool),
-    "infotree": (False, _is_str),
-    "declarations": (False, _opt_bool),
-    "incrementality": (False, _opt_bool),
-    "setOptions": (False, lambda v: isinstance(v, list)),
-}
-_REQUEST_KINDS = [
-    ("proof_step", {"proofState": (True, _nat), "tactic": (True, _is_str)}),
-    ("pickle_env", {"env": (True, _nat), "pickleTo": (True, _is_str)}),
-    ("unpickle_env", {"unpickleEnvFrom": (True, _is_str)}),
-    ("pickle_proof_state", {"proofState": (True, _nat), "pickleTo": (True, _is_str)}),
-    ("unpickle_proof_state", {"unpickleProofStateFrom": (True, _is_str), "env": (False, _nat)}),
-    ("command", {"cmd": (True, _is_str), **_COMMAND_OPTIONS}),
-    ("file", {"path": (True, _is_str), **_COMMAND_OPTIONS}),
-]
+def request_kinds(flavor: str) -> list[tuple[str, dict]]:
+    """Request kinds in the order the REPL tries them, with the fields each one reads.
+
+    Upstream has no `declarations`, `incrementality` or `setOptions`: there they are unknown
+    fields, ignored whatever their value.
+    """
+    options = {
+        "env": (False, _nat),
+        "allTactics": (False, _opt_bool),
+        "rootGoals": (False, _opt_bool),
+        "infotree": (False, _is_str),
+    }
+    if flavor == "fork":
+        options["declarations"] = (False, _opt_bool)
+        options["incrementality"] = (False, _opt_bool)
+        options["setOptions"] = (False, lambda v: isinstance(v, list))
+    return [
+        ("proof_step", {"proofState": (True, _nat), "tactic": (True, _is_str)}),
+        ("pickle_env", {"env": (True, _nat), "pickleTo": (True, _is_str)}),
+        ("unpickle_env", {"unpickleEnvFrom": (True, _is_str)}),
+        ("pickle_proof_state", {"proofState": (True, _nat), "pickleTo": (True, _is_str)}),
+        ("unpickle_proof_state", {"unpickleProofStateFrom": (True, _is_str), "env": (False, _nat)}),
+        ("command", {"cmd": (True, _is_str), **options}),
+        ("file", {"path": (True, _is_str), **options}),
+    ]
 
 
 class Repl:
@@ -3546,6 +3586,7 @@ class Repl:
 
     def __init__(self, opts: Options) -> None:
         self.opts = opts
+        self.kinds = request_kinds(opts.flavor)
         self.envs: list[Env] = []
         self.proof_states: list[ProofState] = []
         self.earlier: dict[object, set[str]] = {}
@@ -3582,7 +3623,7 @@ class Repl:
             self.die({"message": f"Could not parse JSON:\noffset {pos}: {what}"})
         kind = None
         if isinstance(req, dict):
-            for name, spec in _REQUEST_KINDS:
+            for name, spec in self.kinds:
                 if _check_fields(req, spec):
                     kind = name
                     break
@@ -3640,7 +3681,7 @@ class Repl:
             return GARBAGE
         el = CommandElab(src, base.derive())
         el.record_tactics = bool(req.get("allTactics")) or bool(req.get("infotree"))
-        el.repl_root_goals = bool(req.get("rootGoals"))
+        el.want_root_goals = bool(req.get("rootGoals"))
         el.want_declarations = fork and bool(req.get("declarations"))
         if fork and req.get("setOptions"):
             for entry in req["setOptions"]:
@@ -3748,7 +3789,7 @@ class Repl:
         el.self_ref = state.self_ref
         try:
             if not src.toks:
-                raise UnknownTactic("<input>:1:0: unexpected end of input", 0, 0)
+                raise TacticError("<input>:1:0: unexpected end of input", 0, 0)
             goals = el.run_seq(split_block(src.toks), list(state.goals))
         except TacticError as exc:
             return {"message": "Lean error:\n" + exc.message}
