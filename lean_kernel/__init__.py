@@ -15,6 +15,7 @@ from lean_kernel.errors import (
     ReplTimeoutError,
     StaleStateError,
 )
+from lean_kernel.pool import BatchHandle, LeanServerPool
 from lean_kernel.protocol import (
     Command,
     CommandResponse,
@@ -31,6 +32,7 @@ from lean_kernel.protocol import (
     UnpickleEnvironment,
     UnpickleProofState,
 )
+from lean_kernel.results import BatchResults, ItemResult
 from lean_kernel.server import AutoLeanServer, LeanServer
 from lean_kernel.sessioncache import ReplaySessionCache
 
@@ -38,13 +40,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoLeanServer",
+    "BatchHandle",
+    "BatchResults",
     "Command",
     "CommandResponse",
     "FileCommand",
+    "ItemResult",
     "LeanError",
     "LeanKernelError",
     "LeanREPLConfig",
     "LeanServer",
+    "LeanServerPool",
     "Message",
     "PickleEnvironment",
     "PickleProofState",

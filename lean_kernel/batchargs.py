@@ -1,0 +1,134 @@
+"""The ``%%lean_batch`` magic's arguments, and the commands of its cell body.
+
+Shared by the IPython extension and the Lean kernel, so both read
+``%%lean_batch [-w WORKERS] [-t TIMEOUT] [--header CODE] [-o VAR] [--sep LINE] [-i VAR]
+[--progress MODE]`` the same way and cut the body at the same separator lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DEFAULT_OUTPUT",
+    "DEFAULT_SEPARATOR",
+    "BatchArgs",
+    "BatchArgsError",
+    "commands_from_value",
+    "parse_batch_args",
+    "split_commands",
+]
+
+DEFAULT_SEPARATOR = "----"
+DEFAULT_OUTPUT = "lean_results"
+PROGRESS_MODES = ("auto", "widget", "text", "none")
+
+USAGE = (
+    "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--header CODE] [-o VAR] [--sep LINE] [-i VAR] "
+    "[--progress auto|widget|text|none]"
+)
+
+
+class BatchArgsError(ValueError):
+    """The magic line or its input cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class BatchArgs:
+    """What a ``%%lean_batch`` line asks for (None: the session's default)."""
+
+    workers: int | None = None
+    timeout: float | None = None
+    header: str | None = None
+    output: str = DEFAULT_OUTPUT
+    separator: str = DEFAULT_SEPARATOR
+    input: str | None = None
+    progress: str | None = None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit the kernel
+        raise BatchArgsError(f"{message}\nusage: {USAGE}")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="%%lean_batch", add_help=False, usage=USAGE)
+    parser.add_argument("-w", "--workers", type=int)
+    parser.add_argument("-t", "--timeout", type=float)
+    parser.add_argument("--header")
+    parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT)
+    parser.add_argument("--sep", "--separator", dest="separator", default=DEFAULT_SEPARATOR)
+    parser.add_argument("-i", "--input")
+    parser.add_argument("--progress", choices=PROGRESS_MODES)
+    return parser
+
+
+def parse_batch_args(line: str) -> BatchArgs:
+    """Read the magic's line. ``--header`` may hold ``\\n`` for several lines."""
+    try:
+        words = shlex.split(line)
+    except ValueError as err:
+        raise BatchArgsError(
+            f"cannot read the arguments ({err}): {line!r}\nusage: {USAGE}"
+        ) from None
+    args = _parser().parse_args(words)
+    if args.workers is not None and args.workers < 1:
+        raise BatchArgsError(f"-w needs at least 1 worker, not {args.workers}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise BatchArgsError(f"-t needs a positive number of seconds, not {args.timeout:g}")
+    for name in ("output", "input"):
+        value = getattr(args, name)
+        if value is not None and not value.isidentifier():
+            raise BatchArgsError(f"-{name[0]} needs a Python variable name, not {value!r}")
+    if not args.separator.strip():
+        raise BatchArgsError("--sep needs a non-blank line")
+    header = args.header.replace("\\n", "\n") if args.header is not None else None
+    if header is not None and not header.endswith("\n"):
+        header += "\n"
+    return BatchArgs(
+        workers=args.workers,
+        timeout=args.timeout,
+        header=header,
+        output=args.output,
+        separator=args.separator.strip(),
+        input=args.input,
+        progress=args.progress,
+    )
+
+
+def split_commands(body: str, separator: str = DEFAULT_SEPARATOR) -> list[str]:
+    """The commands of a cell body: the text between lines that are exactly ``separator``
+    (surrounding spaces ignored); blank commands are left out."""
+    commands: list[str] = []
+    current: list[str] = []
+    for line in body.split("\n"):
+        if line.strip() == separator:
+            commands.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    commands.append("\n".join(current))
+    return [command.strip("\n") for command in commands if command.strip()]
+
+
+def commands_from_value(value: Any, name: str) -> list[str]:
+    """The commands held by the Python value ``-i NAME`` points at: strings in an iterable."""
+    if isinstance(value, str):
+        raise BatchArgsError(
+            f"-i {name}: {name} is one string; give a list of commands (or put them in the cell "
+            f"separated by {DEFAULT_SEPARATOR} lines)"
+        )
+    if not isinstance(value, Iterable):
+        raise BatchArgsError(f"-i {name}: {name} is a {type(value).__name__}, not a list of str")
+    commands = list(value)
+    wrong = next(((i, c) for i, c in enumerate(commands) if not isinstance(c, str)), None)
+    if wrong is not None:
+        index, item = wrong
+        raise BatchArgsError(
+            f"-i {name}: item {index} is a {type(item).__name__}, not a str of Lean code"
+        )
+    return commands

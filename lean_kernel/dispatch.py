@@ -1,0 +1,268 @@
+"""The pool's engine room: hands chunks of a batch to an executor as workers free up.
+
+A dispatcher thread asks the ``Scheduler`` what each free worker should take, wraps it in a
+``BatchJob`` and submits ``run_job`` to the executor; finished jobs free their worker, report
+their items to the batch's handle, and tell the scheduler which headers the worker now holds.
+Single requests (``LeanServerPool.run``) borrow a worker here too, ahead of batch work.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import uuid
+from typing import Any
+
+from lean_kernel.batch import (
+    BatchItem,
+    BatchJob,
+    JobOutcome,
+    cancelled_result,
+    failed_result,
+    run_job,
+)
+from lean_kernel.config import LeanREPLConfig
+from lean_kernel.errors import ReplCancelledError
+from lean_kernel.handle import BatchHandle
+from lean_kernel.protocol import BaseREPLQuery
+from lean_kernel.results import ItemResult
+from lean_kernel.scheduler import Assignment, Scheduler
+from lean_kernel.sessioncache import ReplaySessionCache
+from lean_kernel.workers import WorkerSet, register_worker_set
+
+__all__ = ["Dispatcher"]
+
+_WAIT_SLICE_S = 0.25
+
+
+class Dispatcher:
+    """Everything a pool runs on, without a reference back to the pool object (so the pool can
+    be garbage-collected, and its finalizer close this)."""
+
+    def __init__(
+        self,
+        config: LeanREPLConfig,
+        num_workers: int,
+        server_options: dict[str, Any],
+        session_cache: ReplaySessionCache,
+        executor: concurrent.futures.Executor | None,
+        max_chunk: int,
+    ) -> None:
+        self.pool_id = uuid.uuid4().hex
+        self.config = config
+        self.server_options = server_options
+        self.workers = WorkerSet(
+            config, server_options, size=num_workers, session_cache=session_cache
+        )
+        self.own_executor = executor is None
+        self.executor = executor or concurrent.futures.ThreadPoolExecutor(
+            num_workers, thread_name_prefix="lean-pool"
+        )
+        self.scheduler = Scheduler(num_workers, max_chunk)
+        self.cond = threading.Condition()
+        self.batches: dict[str, BatchHandle] = {}
+        self.timeouts: dict[str, dict[str, float | None]] = {}
+        self.running: dict[concurrent.futures.Future, Assignment] = {}
+        self.run_waiters = 0
+        self.closed = False
+        self.thread = threading.Thread(
+            target=self._dispatch_loop, name="lean-pool-dispatch", daemon=True
+        )
+
+    def start(self) -> None:
+        register_worker_set(self.pool_id, self.workers)
+        if self.own_executor:
+            try:
+                self.workers.start_all()
+            except BaseException:
+                self.close()
+                raise
+        self.thread.start()
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def add_batch(
+        self,
+        handle: BatchHandle,
+        groups: dict[str | None, list[BatchItem]],
+        timeouts: dict[str, float | None],
+    ) -> None:
+        with self.cond:
+            if self.closed:
+                raise RuntimeError("this LeanServerPool is closed")
+            self.batches[handle.batch_id] = handle
+            self.timeouts[handle.batch_id] = timeouts
+            self.scheduler.add(handle.batch_id, groups)
+            self.cond.notify_all()
+
+    def batch_finished(self, handle: BatchHandle) -> None:
+        with self.cond:
+            self.batches.pop(handle.batch_id, None)
+            self.timeouts.pop(handle.batch_id, None)
+            self.cond.notify_all()
+
+    def cancel_batch(self, handle: BatchHandle) -> None:
+        with self.cond:
+            handle.cancel_event.set()
+            dropped = self.scheduler.drop(handle.batch_id)
+            queued = [f for f, a in self.running.items() if a.batch_id == handle.batch_id]
+        for future in queued:
+            future.cancel()  # jobs not started yet; running ones see the cancel event
+        handle._record(cancelled_result(item) for item in dropped)
+
+    # -- dispatching ---------------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            with self.cond:
+                if self.closed:
+                    return
+                failed = self._dispatch()
+                if not failed:
+                    self.cond.wait(_WAIT_SLICE_S)
+            for handle, results in failed:
+                handle._record(results)
+
+    def _dispatch(self) -> list[tuple[BatchHandle, list[ItemResult]]]:
+        """Hand chunks to free workers (runs waiting for a worker go first)."""
+        failed = []
+        if self.run_waiters:
+            return failed
+        for slot in self.scheduler.free_slots():
+            assignment = self.scheduler.next_for(slot)
+            if assignment is None:
+                break
+            handle = self.batches[assignment.batch_id]
+            job = BatchJob(
+                pool_id=self.pool_id,
+                batch_id=assignment.batch_id,
+                config=self.config,
+                items=assignment.items,
+                header=assignment.header,
+                worker_hint=slot,
+                server_options=self.server_options,
+                **self.timeouts[assignment.batch_id],
+            )
+            try:
+                future = self.executor.submit(run_job, job)
+            except Exception as error:  # noqa: BLE001 - e.g. the executor was shut down
+                self.scheduler.release(slot)
+                failed.append((handle, [failed_result(item, error) for item in assignment.items]))
+                continue
+            self.running[future] = assignment
+            future.add_done_callback(self._job_done)
+        return failed
+
+    def _job_done(self, future: concurrent.futures.Future) -> None:
+        with self.cond:
+            assignment = self.running.pop(future, None)
+            if assignment is None:
+                return
+            held: tuple[str, ...] | None = None
+            if future.cancelled():
+                results = [cancelled_result(item) for item in assignment.items]
+            elif (error := future.exception()) is not None:
+                results = [failed_result(item, error) for item in assignment.items]
+            else:
+                outcome: JobOutcome = future.result()
+                results = list(outcome.results)
+                held = outcome.held_headers
+            self.scheduler.release(assignment.slot, held)
+            handle = self.batches.get(assignment.batch_id)
+            self.cond.notify_all()
+        if handle is not None:
+            handle._record(results)
+
+    # -- single runs ---------------------------------------------------------------------------
+
+    def acquire_slot(self, request: BaseREPLQuery, cancel: threading.Event | None) -> int:
+        """A worker for one request, preferring one whose process holds the state it uses."""
+        with self.cond:
+            self.run_waiters += 1
+            try:
+                while True:
+                    if self.closed:
+                        raise RuntimeError("this LeanServerPool is closed")
+                    free = self.scheduler.free_slots()
+                    if free:
+                        slot = max(free, key=lambda s: self._holds_state(s, request))
+                        self.scheduler.reserve(slot)
+                        return slot
+                    if cancel is not None and cancel.is_set():
+                        raise ReplCancelledError("cancelled while waiting for a free worker")
+                    self.cond.wait(_WAIT_SLICE_S)
+            finally:
+                self.run_waiters -= 1
+                self.cond.notify_all()
+
+    def release_slot(self, slot: int) -> None:
+        with self.cond:
+            self.scheduler.release(slot)
+            self.cond.notify_all()
+
+    def _holds_state(self, slot: int, request: BaseREPLQuery) -> bool:
+        worker = self.workers.workers[slot]
+        if not worker.started:
+            return False
+        kept = getattr(worker.server, "_kept", {})  # the server's map of states it rebuilt
+        env = getattr(request, "env", None)
+        proof_state = getattr(request, "proof_state", None)
+        return (isinstance(env, int) and ("env", env) in kept) or (
+            isinstance(proof_state, int) and ("proof_state", proof_state) in kept
+        )
+
+    # -- status and closing --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        with self.cond:
+            busy = set(range(self.scheduler.num_slots)) - set(self.scheduler.free_slots())
+            batches = [
+                {
+                    "label": h.results.label,
+                    "done": h.done_count,
+                    "total": h.total,
+                    "elapsed": round(h.elapsed, 1),
+                    "cancelled": h.cancelled,
+                }
+                for h in self.batches.values()
+            ]
+            pending = self.scheduler.pending()
+            held = [self.scheduler.held(slot) for slot in range(self.scheduler.num_slots)]
+        workers = []
+        for worker in self.workers.workers:
+            server = worker.running_server
+            workers.append(
+                {
+                    "worker": worker.index,
+                    "pid": server.pid if server is not None else None,
+                    "alive": server.is_alive() if server is not None else False,
+                    "memory_mb": round(server.memory_mb(), 1) if server is not None else 0.0,
+                    "busy": worker.index in busy,
+                    "headers": len(held[worker.index]) if worker.index < len(held) else 0,
+                    "restarts": server.restart_count if server is not None else 0,
+                }
+            )
+        return {
+            "num_workers": self.scheduler.num_slots,
+            "executor": type(self.executor).__name__,
+            "workers": workers,
+            "batches": batches,
+            "pending": pending,
+        }
+
+    def close(self) -> None:
+        with self.cond:
+            if self.closed:
+                return
+            handles = list(self.batches.values())
+        for handle in handles:
+            self.cancel_batch(handle)
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(timeout=5)
+        if self.own_executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        self.workers.close()
+        register_worker_set(self.pool_id, None)

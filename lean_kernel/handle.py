@@ -1,0 +1,153 @@
+"""``BatchHandle``: a batch in flight, as its submitter sees it.
+
+The pool's dispatcher fills the handle's ``results`` and calls its listeners (progress views);
+the submitter waits, cancels, or reads partial results. A running batch keeps its pool alive,
+a finished one does not.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from lean_kernel.batch import unregister_batch
+from lean_kernel.results import BatchResults, ItemResult
+
+if TYPE_CHECKING:
+    from lean_kernel.dispatch import Dispatcher
+
+__all__ = ["BatchHandle"]
+
+_WAIT_SLICE_S = 0.25
+
+
+class BatchHandle:
+    """A batch in flight: its live ``results``, progress numbers, ``cancel()`` and ``result()``.
+
+    Listeners added with ``add_listener`` are called (from worker threads) after each finished
+    item and once at the end; keep them quick.
+    """
+
+    def __init__(
+        self, dispatcher: Dispatcher, batch_id: str, results: BatchResults, owner: Any = None
+    ) -> None:
+        self._dispatcher: Dispatcher | None = dispatcher
+        self._owner = owner  # the pool: kept alive while the batch runs
+        self.batch_id = batch_id
+        self.results = results
+        self.future: concurrent.futures.Future[BatchResults] = concurrent.futures.Future()
+        self.future.set_running_or_notify_cancel()
+        self.cancel_event = threading.Event()
+        self._listeners: list[Callable[[BatchHandle], None]] = []
+        self._lock = threading.Lock()
+        self._finishing = False
+
+    # -- numbers -------------------------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        return len(self.results)
+
+    @property
+    def done_count(self) -> int:
+        return self.results.done
+
+    @property
+    def elapsed(self) -> float:
+        return self.results.elapsed
+
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far; None before the first item ends."""
+        done = self.results.done
+        if not done:
+            return None
+        return self.results.elapsed / done * (self.total - done)
+
+    def done(self) -> bool:
+        """Whether every item has finished (or been cancelled)."""
+        return self.future.done()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    # -- control -------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the batch: pending items are dropped, running REPLs of this batch are killed."""
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.cancel_batch(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the batch ends or ``timeout`` passes; True if it ended.
+
+        Waits in short slices, so Ctrl-C gets through; Ctrl-C also cancels the batch.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self.future.done():
+                left = _WAIT_SLICE_S if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                concurrent.futures.wait([self.future], timeout=min(left, _WAIT_SLICE_S))
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        return True
+
+    def result(self, timeout: float | None = None) -> BatchResults:
+        """The finished results; ``TimeoutError`` if the batch still runs after ``timeout``."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"the batch is still running after {timeout} s")
+        return self.future.result()
+
+    def add_listener(self, listener: Callable[[BatchHandle], None]) -> None:
+        """Call ``listener(handle)`` after each finished item and when the batch ends."""
+        with self._lock:
+            self._listeners.append(listener)
+        if self.done():
+            listener(self)
+
+    # -- filled in by the pool ---------------------------------------------------------------
+
+    def _record(self, items: Iterable[ItemResult]) -> None:
+        changed = [self.results.record(item) for item in items]
+        if not any(changed):
+            return
+        if self.results.complete:
+            self._finish()
+        else:
+            self._notify()
+
+    def _finish(self) -> None:
+        """Tell listeners (the last time) and resolve the future; once, whoever gets here."""
+        with self._lock:
+            if self._finishing:
+                return
+            self._finishing = True
+        dispatcher, self._dispatcher = self._dispatcher, None
+        self._owner = None  # a finished batch no longer keeps the pool alive
+        if dispatcher is not None:
+            dispatcher.batch_finished(self)
+        unregister_batch(self.batch_id)
+        self.results.on_cancel(None)
+        self._notify()
+        self.future.set_result(self.results)
+
+    def _notify(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(self)
+            except Exception as error:  # noqa: BLE001 - a broken progress bar must not stop work
+                warnings.warn(f"batch progress listener failed: {error!r}", stacklevel=1)
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else "done" if self.done() else "running"
+        return f"<BatchHandle {self.done_count}/{self.total} {state}>"

@@ -1,0 +1,387 @@
+"""``LeanServerPool``: many REPL processes checking many commands, for batches of thousands.
+
+Work is cut into jobs (a few commands sharing a header, see ``lean_kernel.batch``) that a
+dispatcher thread (``lean_kernel.dispatch``) hands to a ``concurrent.futures.Executor`` as workers
+free up, choosing for each worker the commands whose header it already holds
+(``lean_kernel.scheduler``). Each header is thus
+elaborated about once per worker, with any REPL flavour. The default executor is a thread pool
+over this process's REPLs; any other executor takes the same jobs unchanged, e.g.::
+
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    executor = ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("spawn"))
+    pool = LeanServerPool(config, num_workers=8, executor=executor)
+
+    # Dask: a Client's executor is a concurrent.futures.Executor
+    executor = distributed.Client("scheduler:8786").get_executor()
+
+    # Ray: ObjectRef.future() is a concurrent.futures.Future, so a small adapter does
+    class RayExecutor(concurrent.futures.Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            return ray.remote(fn).remote(*args, **kwargs).future()
+
+``num_workers`` is then how many jobs run at once; each remote process starts its own REPLs on
+its first job and keeps them warm for the next (they end with the process: shut the executor
+down when done). Jobs, configs and results are picklable; a remote worker needs lean_kernel
+installed and resolves the config on its own machine. Two things only work in the pool's own
+process: states kept across workers (``keep_states``, ``run``) and stopping a *running* job on
+cancel; remote jobs are cancelled between jobs.
+
+The pool never starts more workers than memory allows at the per-process limit
+(``max_process_memory`` or ``config.memory_hard_limit_mb``), and says so (``capacity_note`` and a
+warning). Pools are closed when garbage-collected and at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import uuid
+import warnings
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from lean_kernel.batch import BatchItem, register_batch
+from lean_kernel.capacity import WorkerPlan, default_num_workers, plan_workers
+from lean_kernel.config import LeanREPLConfig
+from lean_kernel.dispatch import Dispatcher
+from lean_kernel.handle import BatchHandle
+from lean_kernel.headers import split_header, split_imports
+from lean_kernel.protocol import (
+    BaseREPLQuery,
+    Command,
+    CommandResponse,
+    FileCommand,
+    LeanError,
+    ProofStep,
+    ProofStepResponse,
+)
+from lean_kernel.results import BatchResults, ItemResult, ResponseList
+from lean_kernel.scheduler import DIRECT
+from lean_kernel.sessioncache import ReplaySessionCache
+
+__all__ = ["BatchHandle", "LeanServerPool", "WorkerPlan", "plan_workers"]
+
+Response = CommandResponse | ProofStepResponse | LeanError
+CommandLike = str | BaseREPLQuery
+
+
+class LeanServerPool:
+    """A pool of ``AutoLeanServer`` workers sharing one session cache, for single requests
+    (``run``) and batches (``run_batch``, ``submit_batch``, ``async_run_batch``).
+
+    Args mirror LeanInteract's ``LeanServerPool``: ``num_workers`` (default: CPUs - 1, capped by
+    memory), and ``max_total_memory`` / ``max_process_memory`` (MB) / ``max_restart_attempts``
+    passed to every ``AutoLeanServer``. ``executor`` runs batch jobs (default: threads here);
+    ``max_chunk`` bounds the commands per job.
+    """
+
+    def __init__(
+        self,
+        config: LeanREPLConfig | None = None,
+        num_workers: int | None = None,
+        *,
+        max_total_memory: float = 0.8,
+        max_process_memory: float | None = None,
+        max_restart_attempts: int = 5,
+        executor: concurrent.futures.Executor | None = None,
+        max_chunk: int = 16,
+        session_cache: ReplaySessionCache | None = None,
+    ) -> None:
+        self.config = config if config is not None else LeanREPLConfig()
+        if executor is None:
+            limits = [v for v in (max_process_memory, self.config.memory_hard_limit_mb) if v]
+            plan = plan_workers(num_workers, min(limits) if limits else None, max_total_memory)
+        else:
+            wanted = num_workers or default_num_workers()
+            plan = WorkerPlan(
+                wanted,
+                wanted,
+                f"{wanted} jobs at once on {type(executor).__name__} (its workers' memory is "
+                "theirs to manage)",
+            )
+        if plan.capped:
+            warnings.warn(f"LeanServerPool: {plan.note}", RuntimeWarning, stacklevel=2)
+        self.num_workers = plan.num_workers
+        self.capacity_note = plan.note
+        self.session_cache = session_cache if session_cache is not None else ReplaySessionCache()
+        self.config.resolve()  # once here, not in every worker (a setup error surfaces now)
+        server_options = {
+            "max_total_memory": max_total_memory,
+            "max_process_memory": max_process_memory,
+            "max_restart_attempts": max_restart_attempts,
+        }
+        self._dispatcher = Dispatcher(
+            self.config,
+            self.num_workers,
+            server_options,
+            self.session_cache,
+            executor,
+            max_chunk,
+        )
+        self._finalizer = weakref.finalize(self, self._dispatcher.close)
+        self._dispatcher.start()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel running batches and kill every REPL of the pool (not those of an executor you
+        passed in: shut that executor down to end its processes)."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def __enter__(self) -> LeanServerPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LeanServerPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- single requests -----------------------------------------------------------------------
+
+    def run(
+        self,
+        request: BaseREPLQuery,
+        *,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+        add_to_session_cache: bool = True,
+    ) -> Response:
+        """Run one request on a free worker (preferring one that holds the state it refers to).
+
+        States are kept in the shared session cache by default, so the env / proof-state ids
+        returned work on any worker, as with LeanInteract.
+        """
+        slot = self._dispatcher.acquire_slot(request, cancel)
+        try:
+            server = self._dispatcher.workers.workers[slot].server
+            return server.run(
+                request, timeout=timeout, cancel=cancel, add_to_session_cache=add_to_session_cache
+            )
+        finally:
+            self._dispatcher.release_slot(slot)
+
+    async def async_run(
+        self,
+        request: BaseREPLQuery,
+        *,
+        timeout: float | None = None,
+        add_to_session_cache: bool = True,
+    ) -> Response:
+        """``run`` without blocking the event loop; cancelling the task kills the command."""
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(
+                self.run,
+                request,
+                timeout=timeout,
+                cancel=cancel,
+                add_to_session_cache=add_to_session_cache,
+            )
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def submit_batch(
+        self,
+        commands: Iterable[CommandLike],
+        *,
+        header: str | None = None,
+        timeout_per_cmd: float | None = None,
+        header_timeout: float | None = None,
+        keep_states: bool = False,
+        label: str = "batch",
+    ) -> BatchHandle:
+        """Start checking ``commands`` and return at once; results fill ``handle.results``.
+
+        Each command is a string or a request. A string (or a ``Command`` without ``env``) is
+        split into its header (leading imports and ``open`` / ``set_option`` / ``variable`` /
+        ``universe`` lines; or the explicit ``header`` for all) and its body; each header is
+        elaborated once per worker and bodies run on its env, positions reported as in the
+        command written. ``timeout_per_cmd`` bounds each command (default ``config.timeout``),
+        ``header_timeout`` each header elaboration (default ``config.timeout`` too: give imports
+        room). Envs and proof states of the results are
+        None unless ``keep_states`` (then every command runs whole and is kept in the session
+        cache, usable with ``run``; slower, and only on this process's workers).
+        """
+        if self.closed:
+            raise RuntimeError("this LeanServerPool is closed")
+        local = self._dispatcher.own_executor
+        if keep_states and not local:
+            raise ValueError(
+                "keep_states needs the pool's own workers (the session cache lives in this "
+                "process); make the pool without executor= to keep states"
+            )
+        commands = list(commands)
+        texts = _texts(commands)
+        batch_id = uuid.uuid4().hex
+        handle = BatchHandle(
+            self._dispatcher, batch_id, BatchResults(texts, label=label), owner=self
+        )
+        handle.results.on_cancel(handle.cancel)
+        groups: dict[str | None, list[BatchItem]] = {}
+        refused: list[ItemResult] = []
+        for index, command in enumerate(commands):
+            try:
+                key, item = _item(index, command, texts[index], header, keep_states)
+                if item.direct and not local:
+                    raise ValueError(
+                        f"batch item {index} refers to a kept state (or is not a command); "
+                        "such requests only run on the pool's own workers: use pool.run, or a "
+                        "pool without executor="
+                    )
+            except (TypeError, ValueError) as error:
+                refused.append(
+                    ItemResult(index=index, command=texts[index], status="exception", error=error)
+                )
+                continue
+            groups.setdefault(key, []).append(item)
+        register_batch(batch_id, handle.cancel_event, lambda item: handle._record([item]))
+        timeouts = {
+            "timeout": timeout_per_cmd if timeout_per_cmd is not None else self.config.timeout,
+            "header_timeout": header_timeout,
+        }
+        self._dispatcher.add_batch(handle, groups, timeouts)
+        handle._record(refused)
+        if not commands:
+            handle._finish()
+        return handle
+
+    def run_batch(
+        self,
+        commands: Iterable[CommandLike],
+        *,
+        timeout_per_cmd: float | None = None,
+        show_progress: bool = False,
+        header: str | None = None,
+        header_timeout: float | None = None,
+        keep_states: bool = False,
+    ) -> ResponseList:
+        """Check ``commands`` and return their responses in input order, with the exception
+        raised by an item in its place (``.results`` has per-item status and time).
+
+        ``show_progress`` shows a progress bar (a widget in Jupyter, a line on stderr
+        elsewhere). See ``submit_batch`` for the other arguments.
+        """
+        handle = self.submit_batch(
+            commands,
+            header=header,
+            timeout_per_cmd=timeout_per_cmd,
+            header_timeout=header_timeout,
+            keep_states=keep_states,
+        )
+        if show_progress:
+            from lean_kernel.progress import attach_progress
+
+            attach_progress(handle)
+        return handle.result().responses()
+
+    async def async_run_batch(
+        self,
+        commands: Iterable[CommandLike],
+        *,
+        timeout_per_cmd: float | None = None,
+        show_progress: bool = False,
+        header: str | None = None,
+        header_timeout: float | None = None,
+        keep_states: bool = False,
+    ) -> ResponseList:
+        """``run_batch`` without blocking the event loop; cancelling the task cancels the batch."""
+        handle = self.submit_batch(
+            commands,
+            header=header,
+            timeout_per_cmd=timeout_per_cmd,
+            header_timeout=header_timeout,
+            keep_states=keep_states,
+        )
+        if show_progress:
+            from lean_kernel.progress import attach_progress
+
+            attach_progress(handle)
+        try:
+            results = await asyncio.wrap_future(handle.future)
+        except asyncio.CancelledError:
+            handle.cancel()
+            raise
+        return results.responses()
+
+    # -- looking inside ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Workers (pid, memory, busy, headers held, restarts), batches in flight, the plan."""
+        return self._dispatcher.status() | {"capacity_note": self.capacity_note}
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.num_workers} workers"
+        return f"<LeanServerPool {state}>"
+
+
+def _texts(commands: list[Any]) -> list[str]:
+    texts = []
+    for command in commands:
+        if isinstance(command, str):
+            texts.append(command)
+        elif isinstance(command, Command):
+            texts.append(command.cmd)
+        elif isinstance(command, FileCommand):
+            texts.append(command.path)
+        elif isinstance(command, ProofStep):
+            texts.append(command.tactic)
+        else:
+            texts.append(repr(command))
+    return texts
+
+
+def _item(
+    index: int, command: Any, text: str, header: str | None, keep_states: bool
+) -> tuple[str | None, BatchItem]:
+    """The group key (header, or DIRECT) and the item for one command of a batch."""
+    if isinstance(command, str):
+        template = None
+    elif isinstance(command, Command) and command.env is None:
+        template = command
+    elif isinstance(command, BaseREPLQuery):
+        return DIRECT, BatchItem(
+            index=index, text=text, request=command, direct=True, keep_state=keep_states
+        )
+    else:
+        raise TypeError(
+            f"batch item {index} is a {type(command).__name__}; give Lean text (str) or a "
+            "request such as Command(cmd=...)"
+        )
+    if keep_states:
+        request = template if template is not None else Command(cmd=text)
+        return DIRECT, BatchItem(
+            index=index, text=text, request=request, direct=True, keep_state=True
+        )
+    text = text.replace("\r\n", "\n")
+    if header is not None:
+        full, body, offset = header, text, 0
+    else:
+        split = split_header(text)
+        full, body, offset = split.header, split.body, split.line_offset
+    imports = split_imports(full)
+    # One key for "import A" and "import A\n" (trailing blank lines change no position).
+    key = imports.header.rstrip() + "\n" if imports.header.strip() else ""
+    return key, BatchItem(
+        index=index,
+        text=text,
+        body=body,
+        line_offset=offset,
+        settings=imports.body,
+        settings_offset=imports.line_offset,
+        request=template,
+    )

@@ -1,0 +1,398 @@
+"""What a batch gives back: one ``ItemResult`` per command, in input order, and their summary.
+
+``BatchResults`` is the object users keep (``%%lean_batch -o VAR``, the kernel's batch magic,
+``LeanServerPool.submit_batch``): it fills in while the batch runs, lists per-item status,
+messages and time, shows itself as a table, and turns into a pandas DataFrame. ``ResponseList`` is
+what ``LeanServerPool.run_batch`` returns, for code written against LeanInteract: a plain list of
+responses, with a captured exception in place of an item that failed.
+
+Everything here is picklable: item results travel back from worker processes.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, overload
+
+from lean_kernel.errors import (
+    ReplCancelledError,
+    ReplCrashedError,
+    ReplMemoryError,
+    ReplProtocolError,
+    ReplTimeoutError,
+)
+from lean_kernel.protocol import (
+    CommandResponse,
+    LeanError,
+    Message,
+    Pos,
+    ProofStepResponse,
+    Sorry,
+)
+from lean_kernel.render import render_table
+
+__all__ = ["BatchResults", "ItemResult", "ItemStatus", "ResponseList", "status_of"]
+
+Response = CommandResponse | ProofStepResponse | LeanError
+
+ItemStatus = Literal[
+    "pending", "ok", "sorry", "error", "timeout", "crashed", "cancelled", "exception"
+]
+"""``ok``: Lean accepted the command; ``sorry``: accepted but with ``sorry``; ``error``: Lean
+reported an error (or refused the request); ``timeout``: over ``timeout_per_cmd``; ``crashed``: the
+REPL died, misbehaved or ran out of memory; ``cancelled``: not run (or stopped) by a cancel;
+``exception``: any other Python exception (the item's ``error`` holds it)."""
+
+FAILED: frozenset[str] = frozenset({"error", "timeout", "crashed", "cancelled", "exception"})
+
+_SORRY_WARNINGS = ("declaration uses `sorry`", "declaration uses 'sorry'")
+# Rows shown by the rich display; the rest is one `to_pandas()` away.
+_SHOWN_ROWS = 30
+_SHOWN_TEXT = 60
+
+
+def status_of(response: Response) -> ItemStatus:
+    """The status of an item Lean answered."""
+    if isinstance(response, LeanError) or response.has_errors():
+        return "error"
+    if isinstance(response, ProofStepResponse) and response.proof_status.startswith("Error"):
+        return "error"
+    if response.sorries or any(m.data in _SORRY_WARNINGS for m in response.messages):
+        return "sorry"
+    return "ok"
+
+
+def status_of_exception(error: BaseException) -> ItemStatus:
+    """The status of an item whose run raised ``error``."""
+    if isinstance(error, ReplTimeoutError):
+        return "timeout"
+    if isinstance(error, ReplCancelledError):
+        return "cancelled"
+    if isinstance(error, (ReplCrashedError, ReplProtocolError, ReplMemoryError)):
+        return "crashed"
+    return "exception"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One command of a batch: what Lean said (``response``) or what went wrong (``error``).
+
+    ``time`` is the seconds spent on the command itself; ``header_time`` the seconds this item
+    spent elaborating its header (0 when the worker already had it).
+    """
+
+    index: int
+    command: str
+    status: ItemStatus = "pending"
+    response: Response | None = None
+    error: BaseException | None = None
+    time: float = 0.0
+    header_time: float = 0.0
+    worker: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether Lean accepted the command (``sorry`` allowed)."""
+        return self.status in ("ok", "sorry")
+
+    @property
+    def done(self) -> bool:
+        """Whether the item has finished (in any way)."""
+        return self.status != "pending"
+
+    @property
+    def messages(self) -> list[Message]:
+        """Lean's messages; a refused request or an exception shows as one error message."""
+        if isinstance(self.response, LeanError):
+            return [_error_message(self.response.message)]
+        if self.response is not None:
+            return list(self.response.messages)
+        if self.error is not None:
+            return [_error_message(f"{type(self.error).__name__}: {self.error}")]
+        return []
+
+    @property
+    def errors(self) -> list[Message]:
+        """The messages of severity ``error``."""
+        return [m for m in self.messages if m.severity == "error"]
+
+    @property
+    def sorries(self) -> list[Sorry]:
+        """The command's sorries (their proof states are only usable with ``keep_states``)."""
+        response = self.response
+        return list(response.sorries) if isinstance(response, CommandResponse) else []
+
+    @property
+    def env(self) -> int | None:
+        """The env the command built, when the batch kept states; else None."""
+        response = self.response
+        return response.env if isinstance(response, CommandResponse) else None
+
+    @property
+    def value(self) -> Response | BaseException | None:
+        """The response, or the exception in its place (what ``run_batch`` returns per item)."""
+        return self.error if self.error is not None else self.response
+
+    def first_message(self) -> str:
+        """The most useful single line: the first error, else the first warning, else ''."""
+        for severity in ("error", "warning"):
+            for message in self.messages:
+                if message.severity == severity:
+                    return _one_line(message)
+        return ""
+
+    def row(self) -> dict[str, Any]:
+        """A flat record of the item (a table or DataFrame row)."""
+        return {
+            "index": self.index,
+            "status": self.status,
+            "time": round(self.time, 4),
+            "header_time": round(self.header_time, 4),
+            "errors": len(self.errors),
+            "sorries": len(self.sorries),
+            "first_message": self.first_message(),
+            "command": self.command,
+            "messages": [str(m) for m in self.messages],
+            "worker": self.worker,
+        }
+
+
+def _error_message(text: str) -> Message:
+    return Message(pos=Pos(line=0, column=0), severity="error", data=text)
+
+
+def _one_line(message: Message) -> str:
+    head = f"{message.start_pos.line}:{message.start_pos.column}: " if message.start_pos else ""
+    if message.start_pos is not None and message.start_pos.line <= 0:
+        head = ""
+    return head + message.data.split("\n", 1)[0]
+
+
+def _short(text: str, width: int = _SHOWN_TEXT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class BatchResults(Sequence[ItemResult]):
+    """The items of a batch in input order; filled in live while the batch runs.
+
+    Index it like a list (``results[3].status``, ``results[3].messages``, ``results[3].time``);
+    ``summary()`` counts statuses and times; ``to_pandas()`` gives one row per item.
+    """
+
+    def __init__(self, commands: Sequence[str], *, label: str = "batch") -> None:
+        self.label = label
+        self._lock = threading.Lock()
+        self._items = [ItemResult(index=i, command=c) for i, c in enumerate(commands)]
+        self._done = 0
+        self._complete = threading.Event()
+        self._cancel: Callable[[], None] | None = None
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        if not commands:
+            self._finish()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for transient in ("_lock", "_complete", "_cancel"):
+            del state[transient]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._complete = threading.Event()
+        self._cancel = None
+        if self.complete:
+            self._complete.set()
+
+    def _finish(self) -> None:
+        self.finished = time.monotonic()
+        self._complete.set()
+
+    # -- filling in (by the pool) ----------------------------------------------------------------
+
+    def record(self, item: ItemResult) -> bool:
+        """Store a finished item; False when it was already finished (the first answer wins)."""
+        with self._lock:
+            if self._items[item.index].done:
+                return False
+            self._items[item.index] = item
+            self._done += 1
+            if self._done == len(self._items):
+                self._finish()
+            return True
+
+    def on_cancel(self, cancel: Callable[[], None] | None) -> None:
+        """What ``cancel()`` calls (set by whoever runs the batch; None once it is over)."""
+        self._cancel = cancel
+
+    # -- control -------------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every item has finished or ``timeout`` passes; True if finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._complete.is_set():
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            self._complete.wait(left)
+        return True
+
+    def cancel(self) -> None:
+        """Stop the batch these results belong to: pending items become ``cancelled``."""
+        if self._cancel is not None:
+            self._cancel()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @overload
+    def __getitem__(self, index: int) -> ItemResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ItemResult]: ...
+
+    def __getitem__(self, index: int | slice) -> ItemResult | list[ItemResult]:
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[ItemResult]:
+        return iter(list(self._items))
+
+    @property
+    def done(self) -> int:
+        """How many items have finished."""
+        return self._done
+
+    @property
+    def complete(self) -> bool:
+        """Whether every item has finished."""
+        return self._done == len(self._items)
+
+    @property
+    def elapsed(self) -> float:
+        """Wall seconds since the batch started, up to its end once finished."""
+        end = self.finished if self.finished is not None else time.monotonic()
+        return end - self.started
+
+    def counts(self) -> Counter[str]:
+        """Items per status."""
+        return Counter(item.status for item in self._items)
+
+    @property
+    def ok(self) -> list[ItemResult]:
+        """Items Lean accepted (``sorry`` allowed)."""
+        return [item for item in self._items if item.ok]
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        """Items with an error, a timeout, a crash, an exception, or cancelled."""
+        return [item for item in self._items if item.status in FAILED]
+
+    @property
+    def statuses(self) -> list[str]:
+        """The status of each item, in input order."""
+        return [item.status for item in self._items]
+
+    @property
+    def times(self) -> list[float]:
+        """Seconds per item, in input order."""
+        return [item.time for item in self._items]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per status, wall time, and the sum of per-item and header times."""
+        counts = self.counts()
+        return {
+            "total": len(self._items),
+            "done": self._done,
+            **{status: counts.get(status, 0) for status in _SUMMARY_STATUSES},
+            "wall_time": round(self.elapsed, 3),
+            "item_time": round(sum(self.times), 3),
+            "header_time": round(sum(item.header_time for item in self._items), 3),
+        }
+
+    def summary_line(self) -> str:
+        """The summary in one line, e.g. ``200 items: 190 ok, 10 error; 12.3 s``."""
+        counts = self.counts()
+        parts = [f"{counts[s]} {s}" for s in ("pending", *_SUMMARY_STATUSES) if counts.get(s)]
+        return f"{self.label}: {len(self._items)} items: {', '.join(parts)}; {self.elapsed:.1f} s"
+
+    def responses(self) -> ResponseList:
+        """The LeanInteract view: each item's response, or the exception raised in its place."""
+        return ResponseList(self)
+
+    def to_pandas(self):
+        """One row per item (index, status, time, header_time, errors, sorries, first_message,
+        command, messages, worker); needs pandas."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError(
+                "to_pandas() needs pandas: pip install pandas (or use .summary() and the items)"
+            ) from None
+        return pandas.DataFrame([item.row() for item in self._items]).set_index("index")
+
+    # -- display ---------------------------------------------------------------------------------
+
+    def table_rows(self) -> tuple[list[dict[str, Any]], str]:
+        """Rows to show (failures first when there are any) and a note about the rest."""
+        failed = self.failed
+        chosen = failed if failed else list(self._items)
+        shown = chosen[:_SHOWN_ROWS]
+        rows = [
+            {
+                "#": item.index,
+                "status": item.status,
+                "time (s)": round(item.time, 3),
+                "message": _short(item.first_message()),
+                "command": _short(item.command),
+            }
+            for item in shown
+        ]
+        what = "failed items" if failed else "items"
+        note = f"showing {len(shown)} of {len(chosen)} {what}" if len(shown) < len(chosen) else ""
+        return rows, note
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        rows, note = self.table_rows()
+        bundle = render_table(rows, ["#", "status", "time (s)", "message", "command"])
+        head = self.summary_line()
+        tail = f"{note}; .to_pandas() has every item" if note else ""
+        plain = "\n".join(filter(None, [head, bundle["text/plain"].rstrip("\n"), tail])) + "\n"
+        html = f"<div><b>{_escape(head)}</b></div>{bundle['text/html']}"
+        if tail:
+            html += f"<div><i>{_escape(tail)}</i></div>"
+        return {"text/plain": plain, "text/html": html}
+
+    def __repr__(self) -> str:
+        return f"<BatchResults {self.summary_line()}>"
+
+
+_SUMMARY_STATUSES = ("ok", "sorry", "error", "timeout", "crashed", "cancelled", "exception")
+
+
+def _escape(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+class ResponseList(list):
+    """``run_batch``'s answer: responses in input order, an exception in place of a failed item.
+
+    A plain list for LeanInteract code; ``.results`` keeps the per-item status and time.
+    """
+
+    def __init__(self, results: BatchResults) -> None:
+        super().__init__(item.value for item in results)
+        self.results = results
+
+    @property
+    def times(self) -> list[float]:
+        """Seconds per item, in input order."""
+        return self.results.times
