@@ -1,0 +1,290 @@
+"""Kernel magics: lines starting with ``%`` at the top of a Lean cell.
+
+Magics are a table (``MAGICS``) of small handlers, so adding one is one decorated function. A
+cell is read as: optional ``%%name args`` on its first line (a cell magic: it takes the whole
+rest of the cell), else any number of ``%name args`` lines at the top (line magics, run in
+order), then Lean code. A line magic may use the code below it (``%proof`` reads tactics,
+``%timeout`` limits it); whatever code no magic took runs as the cell's Lean code.
+
+Handlers receive the kernel (for the notebook and for output) and a ``CellPlan`` they may change;
+they return an execute reply when they decide the cell's outcome, or None to let the cell go on.
+Wrong usage raises ``MagicError``, which the kernel shows as a ``UsageError`` with the usage line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lean_kernel.config import LeanREPLConfig
+from lean_kernel.render import render_table
+
+if TYPE_CHECKING:
+    from lean_kernel.kernel import LeanKernel
+
+Reply = dict[str, Any]
+Handler = Callable[["LeanKernel", "CellPlan", str], "Reply | None"]
+
+__all__ = ["MAGICS", "CellPlan", "Magic", "MagicCall", "MagicError", "magic", "parse_cell"]
+
+
+class MagicError(ValueError):
+    """A magic was used wrongly (unknown name, bad argument); the message says how to fix it."""
+
+
+@dataclass
+class CellPlan:
+    """What is left to do for a cell once magics have had their say.
+
+    ``source`` is the cell as shown (diagnostics are drawn on it); ``body`` the Lean code left to
+    run, starting after ``body_offset`` lines of ``source``.
+    """
+
+    source: str
+    body: str
+    body_offset: int
+    timeout: float | None = None
+    #: a magic took the body (tactics, a batch ...): there is no Lean code left to run
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class MagicCall:
+    """One magic line: ``%name args`` (or ``%%name args`` for a cell magic)."""
+
+    name: str
+    args: str
+    cell: bool = False
+
+
+@dataclass
+class ParsedCell:
+    """The magic calls at the top of a cell, in order, and the plan for the rest."""
+
+    calls: list[MagicCall] = field(default_factory=list)
+    plan: CellPlan = field(default_factory=lambda: CellPlan("", "", 0))
+
+
+@dataclass(frozen=True)
+class Magic:
+    """One entry of the magic table."""
+
+    name: str
+    usage: str
+    help: str
+    run: Handler
+    #: ``%%name``: the rest of the cell is its input
+    cell: bool = False
+    #: the magic needs lines below it (``jupyter console`` keeps reading until they come)
+    needs_body: bool = False
+
+
+MAGICS: dict[str, Magic] = {}
+
+_MAGIC_LINE = re.compile(r"^(%%?)(\S*)[ \t]*(.*?)\s*$")
+
+
+def magic(
+    name: str, usage: str, help: str, *, cell: bool = False, needs_body: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register a handler as ``%name`` (or ``%%name`` with ``cell=True``)."""
+
+    def register(handler: Handler) -> Handler:
+        MAGICS[name] = Magic(name, usage, help, handler, cell=cell, needs_body=needs_body)
+        return handler
+
+    return register
+
+
+def parse_cell(code: str) -> ParsedCell:
+    """Split a cell into its magic calls and the Lean code after them."""
+    lines = code.split("\n")
+    calls: list[MagicCall] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if not line.strip():
+            index += 1
+            continue
+        if not line.startswith("%"):
+            break
+        match = _MAGIC_LINE.match(line)
+        assert match is not None
+        marks, name, args = match.groups()
+        if not name:
+            raise MagicError(f"`{line.strip()}`: write a magic name after %. {known_magics()}")
+        calls.append(MagicCall(name, args, cell=marks == "%%"))
+        index += 1
+        if marks == "%%":
+            break
+    body_lines = lines[index:] if calls else lines
+    offset = index if calls else 0
+    return ParsedCell(calls, CellPlan(code, "\n".join(body_lines), offset))
+
+
+def lookup(call: MagicCall) -> Magic:
+    """The table entry for a call; a clear error listing the known magics otherwise."""
+    entry = MAGICS.get(call.name)
+    prefix = "%%" if call.cell else "%"
+    if entry is None:
+        raise MagicError(f"Unknown magic {prefix}{call.name}. {known_magics()}")
+    if entry.cell != call.cell:
+        right = "%%" if entry.cell else "%"
+        where = "on the first line of the cell" if entry.cell else "at the top of the cell"
+        raise MagicError(f"{prefix}{call.name} is written {right}{call.name}, {where}.")
+    return entry
+
+
+def known_magics() -> str:
+    """One line listing the magics, for error messages."""
+    names = ", ".join(("%%" if m.cell else "%") + m.name for m in MAGICS.values())
+    return f"Known magics: {names} (`%help` explains them)."
+
+
+def magic_help() -> str:
+    """The usage and purpose of every magic."""
+    width = max(len(m.usage) for m in MAGICS.values())
+    lines = [f"{m.usage:<{width}}  {m.help}" for m in MAGICS.values()]
+    return "Kernel magics (lines starting with % at the top of a cell):\n" + "\n".join(lines)
+
+
+def _no_args(name: str, args: str) -> None:
+    if args:
+        raise MagicError(f"%{name} takes no arguments (got `{args}`).")
+
+
+def _seconds(text: str, usage: str) -> float:
+    """``30``, ``2.5``, ``none`` / ``off`` (no limit)."""
+    if text.lower() in ("none", "off", "inf", "0"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise MagicError(f"`{text}` is not a number of seconds. Usage: {usage}")
+    return value
+
+
+def _describe_seconds(value: float | None) -> str:
+    return "no limit" if value is None or math.isinf(value) else f"{value:g} s"
+
+
+# ---------------------------------------------------------------------------------------------
+# The magics
+
+
+@magic(
+    "proof",
+    "%proof [N]",
+    "run the tactics below on proof state N (default: where the last %proof left off, else "
+    "the last sorry) and show the goals left",
+    needs_body=True,
+)
+def _proof(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply:
+    state = None
+    if args:
+        if not re.fullmatch(r"\d+", args):
+            raise MagicError(
+                f"`%proof {args}`: give the number of a proof state (shown with each goal as "
+                "`goal (proof state N)`), or nothing for the last one."
+            )
+        state = int(args)
+    if not plan.body.strip():
+        raise MagicError(
+            "%proof needs tactics on the lines below it, one per line, e.g.\n%proof\nintro n\nsimp"
+        )
+    plan.done = True
+    return kernel.run_proof(plan, state)
+
+
+@magic(
+    "timeout",
+    "%timeout [SECONDS|none]",
+    "limit this cell's Lean code (when code follows), else every cell; alone: show the limit",
+)
+def _timeout(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+    usage = MAGICS["timeout"].usage
+    if not args:
+        kernel.send_note(f"Timeout per cell: {_describe_seconds(kernel.notebook_timeout)}.")
+        return None
+    value = _seconds(args, usage)
+    if plan.body.strip():
+        plan.timeout = value
+        return None
+    kernel.notebook_timeout = None if math.isinf(value) else value
+    kernel.send_note(f"Timeout per cell: {_describe_seconds(value)}.")
+    return None
+
+
+@magic("restart", "%restart", "restart the Lean REPL and replay the document into it")
+def _restart(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+    _no_args("restart", args)
+    return kernel.restart_repl()
+
+
+@magic("reset", "%reset", "forget every cell: a new, empty document in a fresh REPL")
+def _reset(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+    _no_args("reset", args)
+    kernel.notebook.reset()
+    kernel.send_note("Document cleared: the next cell starts a new document in a fresh REPL.")
+    return None
+
+
+@magic("cells", "%cells", "show the document as the kernel sees it: cells, envs, status, times")
+def _cells(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+    _no_args("cells", args)
+    rows = kernel.notebook.table()
+    if not rows:
+        kernel.send_note("The document is empty: no Lean cell has run yet.")
+        return None
+    kernel.send_display(render_table(rows))
+    return None
+
+
+@magic("load", "%load FILE.lean", "run a .lean file as this cell's code")
+def _load(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+    if not args:
+        raise MagicError("Usage: %load FILE.lean (a path relative to the notebook's folder).")
+    if plan.body.strip():
+        raise MagicError("%load takes the whole cell: move the Lean code below it to another cell.")
+    path = Path(args.strip("\"'")).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MagicError(f"Cannot read {path}: {err}") from None
+    plan.source, plan.body, plan.body_offset = text, text, 0
+    return None
+
+
+@magic(
+    "project",
+    "%project [DIR]",
+    "use the Lake project in DIR (its Lean version and dependencies) and replay the document; "
+    "alone: say what the kernel runs",
+)
+def _project(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+    if not args:
+        kernel.send_note(kernel.describe_repl())
+        return None
+    folder = Path(args.strip("\"'")).expanduser().resolve()
+    if not folder.is_dir():
+        raise MagicError(f"%project: {folder} is not a folder.")
+    current = kernel.repl_config
+    config = LeanREPLConfig(
+        project_dir=folder,
+        repl_command=current.repl_command,
+        enable_incremental_optimization=current.enable_incremental_optimization,
+        working_dir=folder,
+    )
+    return kernel.switch_config(config)
+
+
+@magic("help", "%help", "list the kernel magics")
+def _help(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+    kernel.send_stream(magic_help() + "\n")
+    return None

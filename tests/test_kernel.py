@@ -1,0 +1,521 @@
+"""The Lean kernel as a frontend sees it: a real kernel process driven through jupyter_client.
+
+Cells carry ids in their metadata (as JupyterLab, Notebook 7 and VS Code send them); the kernel
+runs the fake REPL with a request log, so each test can check what reached the REPL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import psutil
+import pytest
+from conftest import wait_no_repl_processes
+from kernel_harness import (
+    BARE_KERNEL_NAME,
+    KERNEL_NAME,
+    KernelSession,
+    install_test_kernelspec,
+)
+
+
+@pytest.fixture(scope="module")
+def jupyter_path(tmp_path_factory):
+    path = install_test_kernelspec(tmp_path_factory.mktemp("jupyter"))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = old
+
+
+class RequestLog:
+    """The requests the fake REPL received since a test started (kernels are shared)."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+        self.start = 0
+
+    def mark(self) -> None:
+        self.start = len(self._lines())
+
+    def _lines(self) -> list[str]:
+        return self.path.read_text().splitlines() if self.path.exists() else []
+
+    def entries(self) -> list[dict]:
+        return [json.loads(line) for line in self._lines()[self.start :] if line]
+
+    def requests(self) -> list[dict]:
+        return [entry["request"] for entry in self.entries()]
+
+    def commands(self) -> list[str]:
+        return [r["cmd"] for r in self.requests() if isinstance(r, dict) and "cmd" in r]
+
+    def pids(self) -> set[int]:
+        return {entry["pid"] for entry in self.entries()}
+
+
+@pytest.fixture(scope="module")
+def shared_log(tmp_path_factory):
+    return RequestLog(tmp_path_factory.mktemp("log") / "requests.jsonl")
+
+
+@pytest.fixture(scope="module")
+def shared_kernel(jupyter_path, shared_log):
+    session = KernelSession(fake_args=["--log", str(shared_log.path)])
+    yield session
+    session.close()
+    assert wait_no_repl_processes() == []
+
+
+@pytest.fixture
+def kernel(shared_kernel, shared_log):
+    """The module's kernel, with an empty document (``%reset``) and the log marked."""
+    assert shared_kernel.execute("%reset").status == "ok"
+    shared_log.mark()
+    return shared_kernel
+
+
+@pytest.fixture
+def log(shared_log):
+    return shared_log
+
+
+@pytest.fixture
+def start_kernel(jupyter_path, tmp_path):
+    """Start a kernel of its own (fake flags and environment); returns it and its log."""
+    sessions: list[KernelSession] = []
+
+    def start(*fake_args: str, env: dict[str, str] | None = None, kernel_name=KERNEL_NAME):
+        own = RequestLog(tmp_path / f"requests-{len(sessions)}.jsonl")
+        session = KernelSession(
+            fake_args=["--log", str(own.path), *fake_args], env=env, kernel_name=kernel_name
+        )
+        sessions.append(session)
+        return session, own
+
+    yield start
+    for session in sessions:
+        session.close()
+    # The module's shared kernel still runs its REPL: check these kernels' REPLs only.
+    left = [pid for pid in logs_pids(tmp_path) if wait_gone(pid)]
+    assert left == []
+
+
+def logs_pids(folder) -> set[int]:
+    return {pid for path in folder.glob("requests-*.jsonl") for pid in RequestLog(path).pids()}
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    """Whether the process is still running after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# -- kernel info ----------------------------------------------------------------------------
+
+
+def test_kernel_info_describes_lean4(kernel):
+    reply = kernel.reply(kernel.kc.kernel_info())
+    info = reply["language_info"]
+    assert info["name"] == "lean4" and info["file_extension"] == ".lean"
+    assert info["pygments_lexer"] == "lean4" and info["codemirror_mode"] == "lean4"
+    assert info["mimetype"] == "text/x-lean4"
+    assert "Lean 4 kernel" in reply["banner"] and "fake_repl.py" in reply["banner"]
+
+
+# -- the cell model ---------------------------------------------------------------------------
+
+
+def test_rerun_of_edited_cell_replaces_it(kernel):
+    assert kernel.execute("def f := 1", "def").status == "ok"
+    assert kernel.execute("#eval f", "use").stdout == "1\n"
+    edited = kernel.execute("def f := 2", "def")
+    assert edited.status == "ok", edited.plain
+    assert "already" not in edited.plain
+    assert kernel.execute("#eval f", "use").stdout == "2\n"
+
+
+def test_stale_cells_are_rechecked_before_a_later_cell_runs(kernel, log):
+    kernel.execute("def f := 1", "a")
+    second = kernel.execute("def g := f + 1", "b")
+    kernel.execute("def f := 10", "a")
+    later = kernel.execute("#eval g", "c")
+    assert later.stdout == "11\n"
+    note = later.displays[0]["text/plain"]
+    label = f"[{second.reply['execution_count']}]"
+    assert note.startswith(f"Re-checked 1 stale cell {label} in ") and "no new errors" in note
+    assert log.commands()[-3:] == ["def f := 10", "def g := f + 1", "#eval g"]
+
+
+def test_recheck_reports_new_errors_with_their_cell(kernel):
+    kernel.execute("def f := 1", "a")
+    user = kernel.execute("def g := f", "b")
+    kernel.execute("def h := 1", "a")
+    later = kernel.execute("#eval 1", "c")
+    label = f"[{user.reply['execution_count']}]"
+    assert f"new errors in {label}" in later.displays[0]["text/plain"]
+
+
+def test_identical_rerun_is_served_from_the_cache(kernel, log):
+    kernel.execute("def f := 1", "a")
+    first = kernel.execute("#eval f", "b")
+    sent = len(log.requests())
+    again = kernel.execute("#eval f", "b")
+    assert again.stdout == first.stdout == "1\n"
+    assert kernel.execute("def f := 1", "a").status == "ok"
+    assert len(log.requests()) == sent
+
+
+def test_cells_without_ids_are_appended(kernel):
+    kernel.execute("def f := 1")
+    assert kernel.execute("#eval f + 1").stdout == "2\n"
+
+
+def test_emptied_cell_leaves_the_document(kernel):
+    kernel.execute("def f := 1", "a")
+    emptied = kernel.execute("", "a")
+    assert "taken out of the document" in emptied.displays[0]["text/plain"]
+    assert kernel.execute("#eval f", "b").status == "error"
+
+
+def test_cells_deleted_in_jupyterlab_leave_the_document(kernel):
+    kernel.execute("def f := 1", "a")
+    kernel.execute("def g := 2", "b")
+    run = kernel.execute("#eval g", "c", deletedCells=["a", "never-ran"])
+    assert run.stdout == "2\n"
+    assert "Deleted cell [" in run.displays[0]["text/plain"]
+    assert kernel.execute("#eval f", "d").status == "error"
+
+
+def test_import_cell_moves_to_the_top(kernel, log):
+    kernel.execute("def f := 1", "a")
+    assert kernel.execute("import Lean", "imports").status == "ok"
+    assert kernel.execute("#eval f", "b").stdout == "1\n"
+    imports = [r for r in log.requests() if r.get("cmd") == "import Lean"]
+    assert imports and "env" not in imports[0]
+    refused = kernel.execute("import Mathlib", "other")
+    assert refused.status == "error" and refused.reply["ename"] == "ImportPlacementError"
+    assert "first cell" in refused.reply["evalue"]
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def test_eval_output_is_a_stream_and_messages_are_rich_displays(kernel):
+    run = kernel.execute("#eval 1 + 1\n#check Nat", "a")
+    assert run.status == "ok" and run.stdout == "2\n"
+    (bundle,) = run.displays
+    assert "Nat : Type" in bundle["text/plain"] and "lk-root" in bundle["text/html"]
+
+
+def test_lean_errors_make_the_reply_an_error(kernel):
+    run = kernel.execute("def x : Nat := nope", "a")
+    assert run.status == "error" and run.reply["ename"] == "LeanError"
+    assert "nope" in run.reply["evalue"]
+    kinds = [kind for kind, _ in run.outputs]
+    assert kinds == ["display_data", "error"]
+    assert "lk-diag lk-error" in run.displays[0]["text/html"]
+
+
+def test_error_without_cell_id_is_one_error_output_with_the_whole_text(kernel):
+    run = kernel.execute("#eval 5\ndef x : Nat := nope")
+    assert run.status == "error" and [kind for kind, _ in run.outputs] == ["error"]
+    text = "\n".join(run.error["traceback"])
+    assert "nope" in text and "^" in text and "5" in text
+
+
+def test_warnings_and_sorries_are_ok_and_show_goals(kernel):
+    run = kernel.execute("theorem t (n : Nat) : n + 0 = n := by sorry", "a")
+    assert run.status == "ok"
+    plain = run.displays[0]["text/plain"]
+    assert "declaration uses `sorry`" in plain and "⊢ n + 0 = n" in plain
+    assert re.search(r"goal \(proof state \d+\)", plain)
+
+
+# -- magics -----------------------------------------------------------------------------------
+
+THEOREM = "theorem t (p q : Prop) (hp : p) (hq : q) : p ∧ q := by sorry"
+
+
+def test_proof_magic_shows_goals_and_continues(kernel):
+    kernel.execute(THEOREM, "thm")
+    first = kernel.execute("%proof\nconstructor", "p1")
+    assert first.status == "ok"
+    assert "case left" in first.displays[0]["text/plain"]
+    second = kernel.execute("%proof\nexact hp", "p2")
+    assert "case right" in second.displays[0]["text/plain"]
+    assert "case left" not in second.displays[0]["text/plain"]
+    done = kernel.execute("%proof\nexact hq", "p3")
+    assert "Completed" in done.plain and "Proof complete" in done.plain
+
+
+def test_proof_magic_error_is_a_lean_error(kernel):
+    shown = kernel.execute(THEOREM, "thm").displays[0]["text/plain"]
+    state = re.search(r"proof state (\d+)", shown).group(1)
+    run = kernel.execute(f"%proof {state}\nconstructor\nexact bogus", "p")
+    assert run.status == "error" and run.reply["ename"] == "LeanError"
+    assert "bogus" in run.reply["evalue"]
+
+
+def test_proof_magic_without_sorry_is_a_clear_error(kernel):
+    run = kernel.execute("%proof\nsimp", "p")
+    assert run.status == "error" and "no `sorry`" in run.reply["evalue"]
+
+
+def test_unknown_magic_lists_the_known_ones(kernel):
+    run = kernel.execute("%bogus 1", "a")
+    assert run.status == "error" and run.reply["ename"] == "UsageError"
+    for name in ("%proof", "%timeout", "%restart", "%reset", "%cells", "%load", "%project"):
+        assert name in run.reply["evalue"]
+    assert kernel.execute("#eval 1", "b").stdout == "1\n"
+
+
+def test_bad_magic_arguments_are_usage_errors(kernel):
+    assert kernel.execute("%timeout soon", "a").reply["ename"] == "UsageError"
+    assert kernel.execute("%proof first\nsimp", "b").reply["ename"] == "UsageError"
+    assert kernel.execute("%cells now", "c").reply["ename"] == "UsageError"
+
+
+def test_cells_magic_shows_the_document(kernel):
+    kernel.execute("def f := 1", "a")
+    kernel.execute("#eval nope", "b")
+    kernel.execute("def f := 2", "a")
+    table = kernel.execute("%cells", "c")
+    plain = table.displays[0]["text/plain"]
+    assert "def f := 2" in plain and "stale" in plain
+    assert "lk-table" in table.displays[0]["text/html"]
+
+
+def test_load_runs_a_lean_file(kernel, tmp_path):
+    path = tmp_path / "defs.lean"
+    path.write_text("def loaded := 41\n#eval loaded + 1\n")
+    run = kernel.execute(f"%load {path}", "a")
+    assert run.status == "ok" and run.stdout == "42\n"
+    missing = kernel.execute(f"%load {tmp_path / 'none.lean'}", "b")
+    assert missing.reply["ename"] == "UsageError" and "Cannot read" in missing.reply["evalue"]
+
+
+def test_timeout_magic_sets_the_default_and_per_cell_limit(kernel):
+    assert "no limit" in kernel.execute("%timeout", "a").plain
+    assert "2 s" in kernel.execute("%timeout 2", "b").plain
+    started = time.monotonic()
+    run = kernel.execute("%timeout 0.5\n#fake_hang", "c")
+    assert run.reply["ename"] == "TimeoutError" and time.monotonic() - started < 10
+    assert "no limit" in kernel.execute("%timeout none", "d").plain
+
+
+def test_restart_magic_replays_the_document(kernel, log):
+    kernel.execute("def f := 3", "a")
+    run = kernel.execute("%restart", "b")
+    assert "REPL restarted; replayed 1 cell" in run.plain
+    assert kernel.execute("#eval f", "c").stdout == "3\n"
+    assert len(log.pids()) == 2
+
+
+def test_reset_magic_forgets_the_document(kernel):
+    kernel.execute("def f := 3", "a")
+    assert "Document cleared" in kernel.execute("%reset", "b").plain
+    assert kernel.execute("#eval f", "c").status == "error"
+
+
+def test_project_magic_switches_and_replays(kernel, tmp_path, log):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "lakefile.toml").write_text('name = "proj"\n')
+    (project / "lean-toolchain").write_text("leanprover/lean4:v4.19.0\n")
+    kernel.execute("def f := 8", "a")
+    run = kernel.execute(f"%project {project}", "b")
+    assert run.status == "ok", run.plain
+    assert "Now running" in run.plain and "replayed 1 cell" in run.plain
+    assert kernel.execute("#eval f", "c").stdout == "8\n"
+    assert len(log.pids()) == 2
+    assert "fake_repl.py" in kernel.execute("%project", "d").plain
+    assert kernel.execute(f"%project {tmp_path / 'nope'}", "e").reply["ename"] == "UsageError"
+
+
+def test_help_magic_lists_magics(kernel):
+    assert "%proof [N]" in kernel.execute("%help").stdout
+
+
+# -- failures of the REPL ------------------------------------------------------------------------
+
+
+def test_crash_is_recovered_with_the_document_intact(kernel, log):
+    kernel.execute("def f := 5", "a")
+    run = kernel.execute("#fake_crash 3", "b")
+    assert run.status == "error" and run.reply["ename"] == "ReplCrashedError"
+    assert "replayed 1 cell" in run.displays[0]["text/plain"]
+    assert kernel.execute("#eval f", "c").stdout == "5\n"
+    assert len(log.pids()) == 2
+
+
+def test_timeout_is_recovered_with_the_document_intact(start_kernel):
+    kernel, _ = start_kernel(env={"LEAN_KERNEL_TIMEOUT": "0.5"})
+    kernel.execute("def f := 6", "a")
+    started = time.monotonic()
+    run = kernel.execute("#fake_hang", "b")
+    assert run.reply["ename"] == "TimeoutError" and time.monotonic() - started < 10
+    assert "timed out after 0.5 s" in run.displays[0]["text/plain"]
+    assert kernel.execute("#eval f", "c").stdout == "6\n"
+
+
+def test_memory_blowup_is_recovered_with_the_document_intact(start_kernel):
+    kernel, _ = start_kernel(env={"LEAN_KERNEL_MEMORY_LIMIT_MB": "150"})
+    kernel.execute("def f := 7", "a")
+    run = kernel.execute("#fake_memory 600 2", "b", timeout=60)
+    assert run.reply["ename"] == "MemoryError", run.plain
+    assert "memory limit" in run.reply["evalue"]
+    after = kernel.execute("#eval f", "c")
+    assert after.stdout == "7\n", after.outputs
+
+
+def test_interrupt_stops_the_command_and_replays_the_document(kernel):
+    kernel.execute("def f := 9", "a")
+    msg_id = kernel.send("#fake_hang", "b")
+    time.sleep(0.5)
+    interrupted = time.monotonic()
+    kernel.km.interrupt_kernel()
+    run = kernel.collect(msg_id, timeout=20)
+    assert time.monotonic() - interrupted < 3
+    assert run.reply["ename"] == "KeyboardInterrupt"
+    assert "replayed 1 cell" in run.displays[0]["text/plain"]
+    assert kernel.execute("#eval f", "c").stdout == "9\n"
+    assert kernel.km.is_alive()
+
+
+def test_interrupt_request_message_also_stops_the_command(kernel):
+    """interrupt_mode "message" (remote kernels, gateways) reaches the same cancel flag."""
+    kernel.execute("def f := 4", "a")
+    msg_id = kernel.send("#fake_hang", "b")
+    time.sleep(0.5)
+    kernel.kc.control_channel.send(kernel.kc.session.msg("interrupt_request", {}))
+    run = kernel.collect(msg_id, timeout=20)
+    assert run.reply["ename"] == "KeyboardInterrupt"
+    assert kernel.execute("#eval f", "c").stdout == "4\n"
+
+
+def test_bad_settings_are_reported_and_ignored(start_kernel):
+    kernel, _ = start_kernel(
+        env={"LEAN_KERNEL_TIMEOUT": "soon", "LEAN_KERNEL_INCREMENTAL": "maybe"}
+    )
+    run = kernel.execute("#eval 1", "a")
+    warnings = "".join(c["text"] for kind, c in run.outputs if kind == "stream")
+    assert "LEAN_KERNEL_TIMEOUT='soon' ignored" in warnings
+    assert "LEAN_KERNEL_INCREMENTAL='maybe' ignored" in warnings
+    assert run.stdout == "1\n"
+
+
+def test_incremental_setting_turns_off_incrementality(start_kernel):
+    kernel, own = start_kernel(env={"LEAN_KERNEL_INCREMENTAL": "off"})
+    kernel.execute("def f := 1", "a")
+    assert own.requests() and all("incrementality" not in r for r in own.requests())
+
+
+def test_incrementality_is_sent_by_default(kernel, log):
+    kernel.execute("def f := 1", "a")
+    assert log.requests()[-1]["incrementality"] is True
+
+
+# -- completion, inspection, is_complete ---------------------------------------------------------
+
+
+def test_completion_offers_abbreviations_keywords_and_declared_names(kernel):
+    reply = kernel.complete("def x := \\alpha")
+    assert reply["matches"][0] == "α" and reply["cursor_start"] == len("def x := ")
+    kernel.execute("def myDouble (n : Nat) := 2 * n", "a")
+    assert "myDouble" in kernel.complete("#eval myDo")["matches"]
+    assert "theorem" in kernel.complete("theo")["matches"]
+    assert "simp" in kernel.complete("example : True := by\n  sim")["matches"]
+
+
+def test_inspect_shows_signature_and_docstring_without_changing_the_document(kernel):
+    kernel.execute("/-- Doubles a number. -/\ndef double (n : Nat) : Nat := 2 * n", "a")
+    reply = kernel.inspect("#eval double 2", cursor_pos=8)
+    assert reply["found"] is True
+    text = reply["data"]["text/plain"]
+    assert "double (n : Nat) : Nat" in text and "Doubles a number." in text
+    assert "```lean" in reply["data"]["text/markdown"]
+    assert kernel.inspect("#eval nothingHere")["found"] is False
+    after = kernel.execute("#eval double 3", "b")
+    assert after.stdout == "6\n" and not after.displays  # nothing went stale
+
+
+def test_is_complete_for_the_console(kernel):
+    assert kernel.is_complete("def x := 1")["status"] == "complete"
+    incomplete = kernel.is_complete("theorem t : True := by")
+    assert incomplete["status"] == "incomplete" and incomplete["indent"] == "  "
+    assert kernel.is_complete("def x := (1 + 1))")["status"] == "invalid"
+    assert kernel.is_complete("%cells")["status"] == "complete"
+    assert kernel.is_complete("%proof")["status"] == "incomplete"
+    assert kernel.is_complete("%nope")["status"] == "invalid"
+
+
+# -- widgets -------------------------------------------------------------------------------------
+
+
+def test_widget_comms_can_talk_back(kernel):
+    comm_id = "test-control"
+    open_msg = kernel.kc.session.msg(
+        "comm_open",
+        {"comm_id": comm_id, "target_name": "jupyter.widget.control", "data": {}},
+        metadata={"version": "1.0.0"},
+    )
+    kernel.kc.shell_channel.send(open_msg)
+    request = kernel.kc.session.msg(
+        "comm_msg", {"comm_id": comm_id, "data": {"method": "request_states"}}
+    )
+    kernel.kc.shell_channel.send(request)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        msg = kernel.kc.get_iopub_msg(timeout=10)
+        if msg["msg_type"] == "comm_msg" and msg["content"]["comm_id"] == comm_id:
+            assert msg["content"]["data"]["method"] == "update_states"
+            return
+    raise AssertionError("the widget control comm never answered")
+
+
+# -- setting up ------------------------------------------------------------------------------
+
+
+def test_missing_repl_is_a_clear_error_and_the_kernel_lives(start_kernel, tmp_path):
+    missing = str(tmp_path / "no-such-repl")
+    kernel, _ = start_kernel(env={"LEAN_KERNEL_REPL": missing}, kernel_name=BARE_KERNEL_NAME)
+    banner = kernel.reply(kernel.kc.kernel_info())["banner"]
+    assert "not ready" in banner
+    run = kernel.execute("#eval 1", "a")
+    assert run.reply["ename"] == "ReplSetupError" and "LEAN_KERNEL_REPL" in run.reply["evalue"]
+    assert kernel.execute("%help", "b").status == "ok"
+
+
+def test_first_cell_sets_up_lean_with_progress_in_place(start_kernel, tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "lakefile.toml").write_text('name = "proj"\n')
+    (project / "lean-toolchain").write_text("leanprover/lean4:v4.19.0\n")
+    env = {
+        "LEAN_KERNEL_REPL": "",
+        "LEAN_KERNEL_PROJECT": str(project),
+        "LEAN_KERNEL_CACHE_DIR": str(tmp_path / "cache"),
+        "ELAN_HOME": str(tmp_path / "elan"),
+        "PATH": "/nonexistent",
+    }
+    kernel, _ = start_kernel(env=env, kernel_name=BARE_KERNEL_NAME)
+    run = kernel.execute("#eval 1", "a")
+    (kind, first), (update_kind, update) = run.outputs[:2]
+    assert (kind, update_kind) == ("display_data", "update_display_data")
+    assert first["transient"]["display_id"] == update["transient"]["display_id"]
+    assert "uses Lean v4.19.0" in update["data"]["text/plain"]
+    assert run.reply["ename"] == "ReplSetupError" and "elan" in run.reply["evalue"]

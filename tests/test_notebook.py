@@ -1,0 +1,381 @@
+"""The cell model (lean_kernel.notebook) against the fake REPL, without Jupyter."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import time
+
+import pytest
+from conftest import fake_repl_command, read_log, wait_no_repl_processes
+
+from lean_kernel import LeanREPLConfig, ReplCancelledError, ReplTimeoutError
+from lean_kernel.notebook import (
+    ImportPlacementError,
+    Notebook,
+    ProofStateError,
+    is_import_cell,
+    split_tactics,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_repl_left_behind():
+    yield
+    gc.collect()
+    assert wait_no_repl_processes() == []
+
+
+@pytest.fixture
+def notebook(fake_config):
+    with Notebook(fake_config) as notebook:
+        yield notebook
+
+
+def commands(log) -> list[str]:
+    return [r["cmd"] for r in read_log(log) if "cmd" in r]
+
+
+def outputs(run) -> list[str]:
+    return [m.data for m in run.response.messages]
+
+
+def test_new_cells_are_appended_in_execution_order(notebook):
+    notebook.run("def a := 1", cell_id="x")
+    notebook.run("def b := a + 1", cell_id="y")
+    assert [c.id for c in notebook.cells] == ["x", "y"]
+    assert outputs(notebook.run("#eval b", cell_id="z")) == ["2"]
+
+
+def test_rerun_of_edited_cell_replaces_it(notebook):
+    notebook.run("def f := 1", cell_id="def")
+    run = notebook.run("def f := 2", cell_id="def")
+    assert not run.has_errors, run.response
+    assert len(notebook.cells) == 1
+    assert outputs(notebook.run("#eval f", cell_id="use")) == ["2"]
+
+
+def test_later_cells_go_stale_and_are_rechecked_before_a_later_cell(notebook, request_log):
+    notebook.run("def f := 1", cell_id="a", label="[1]")
+    notebook.run("def g := f + 1", cell_id="b", label="[2]")
+    notebook.run("def f := 10", cell_id="a", label="[3]")
+    assert [notebook.status(c) for c in notebook.cells] == ["ok", "stale"]
+    run = notebook.run("#eval g", cell_id="c", label="[4]")
+    assert outputs(run) == ["11"]
+    (recheck,) = run.rechecks
+    assert recheck.kind == "stale" and [c.label for c in recheck.cells] == ["[2]"]
+    assert "Re-checked 1 stale cell [2]" in recheck.summary()
+    assert commands(request_log)[-2:] == ["def g := f + 1", "#eval g"]
+
+
+def test_rerun_of_a_stale_cell_does_not_elaborate_it_twice(notebook, request_log):
+    notebook.run("def f := 1", cell_id="a")
+    notebook.run("def g := f", cell_id="b")
+    notebook.run("def f := 2", cell_id="a")
+    run = notebook.run("def g := f + 1", cell_id="b")
+    assert run.rechecks == []
+    assert commands(request_log).count("def g := f + 1") == 1
+
+
+def test_identical_rerun_is_served_from_the_cache(notebook, request_log):
+    notebook.run("def f := 1", cell_id="a")
+    notebook.run("#eval f", cell_id="b")
+    sent = len(read_log(request_log))
+    again = notebook.run("#eval f", cell_id="b")
+    first_again = notebook.run("def f := 1", cell_id="a")
+    assert again.cached and first_again.cached
+    assert outputs(again) == ["1"]
+    assert len(read_log(request_log)) == sent
+    assert all(notebook.status(c) == "ok" for c in notebook.cells)
+
+
+def test_reverting_an_edit_reuses_the_first_result(notebook, request_log):
+    notebook.run("def f := 1", cell_id="a")
+    notebook.run("def f := 2", cell_id="a")
+    sent = len(read_log(request_log))
+    assert notebook.run("def f := 1", cell_id="a").cached
+    assert len(read_log(request_log)) == sent
+
+
+def test_new_errors_in_rechecked_cells_are_reported_with_their_cell(notebook):
+    notebook.run("def f := 1", cell_id="a", label="[1]")
+    notebook.run("def g := f", cell_id="b", label="[2]")
+    notebook.run("def h := 3", cell_id="a", label="[3]")
+    run = notebook.run("#eval 1", cell_id="c", label="[4]")
+    summary = run.rechecks[0].summary()
+    assert "new errors in [2]" in summary and "f" in summary
+    assert notebook.status(notebook.cells[1]) == "error"
+
+
+def test_crash_replays_document(fake_config, request_log):
+    with Notebook(fake_config) as notebook:
+        notebook.run("def f := 5", cell_id="a", label="[1]")
+        run = notebook.run("#fake_crash 3", cell_id="b", label="[2]")
+        assert run.error is not None and run.replay is not None
+        assert "[2] crashed the REPL (exit code 3)" in run.replay.summary()
+        assert "Replayed 1 cell [1]" in run.replay.summary() or "replayed 1 cell [1]" in (
+            run.replay.summary()
+        )
+        assert notebook.status(notebook.cells[1]) == "failed"
+        assert outputs(notebook.run("#eval f", cell_id="c")) == ["5"]
+    pids = {entry["pid"] for entry in map(_entry, request_log.read_text().splitlines())}
+    assert len(pids) == 2
+
+
+def _entry(line: str) -> dict:
+    import json
+
+    return json.loads(line)
+
+
+def test_failed_cell_is_not_replayed(notebook, request_log):
+    notebook.run("#fake_crash", cell_id="boom")
+    notebook.restart()
+    assert commands(request_log).count("#fake_crash") == 1
+
+
+def test_timeout_kills_and_replays(notebook):
+    notebook.run("def f := 2", cell_id="a")
+    started = time.monotonic()
+    run = notebook.run("#fake_hang", cell_id="b", timeout=0.5)
+    assert isinstance(run.error, ReplTimeoutError)
+    assert time.monotonic() - started < 5
+    assert "timed out after 0.5 s" in run.replay.summary()
+    assert outputs(notebook.run("#eval f", cell_id="c")) == ["2"]
+
+
+def test_cancel_stops_the_command_and_replays(notebook):
+    notebook.run("def f := 3", cell_id="a")
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    run = notebook.run("#fake_hang", cell_id="b", cancel=cancel)
+    assert isinstance(run.error, ReplCancelledError)
+    assert time.monotonic() - started < 3
+    assert not cancel.is_set()  # spent on this command, not on the replay
+    assert outputs(notebook.run("#eval f", cell_id="c")) == ["3"]
+
+
+def test_cancel_before_a_stale_recheck_changes_nothing(notebook, request_log):
+    notebook.run("def f := 1", cell_id="a")
+    notebook.run("def g := f", cell_id="b")
+    notebook.run("def f := 2", cell_id="a")
+    cancel = threading.Event()
+    cancel.set()
+    run = notebook.run("#eval g", cell_id="c", cancel=cancel)
+    assert isinstance(run.error, ReplCancelledError) and run.cell is None
+    assert [c.id for c in notebook.cells] == ["a", "b"]
+    assert "#eval g" not in commands(request_log)
+
+
+def test_restart_replays_and_reports_time(notebook):
+    notebook.run("def f := 1", cell_id="a", label="[1]")
+    notebook.run("def g := f", cell_id="b", label="[2]")
+    recheck = notebook.restart()
+    assert recheck.kind == "replay" and len(recheck.cells) == 2
+    assert recheck.summary().startswith("REPL restarted; replayed 2 cells [1] [2] in ")
+
+
+def test_server_restart_between_cells_is_replayed_before_the_next(notebook):
+    notebook.run("def f := 7", cell_id="a")
+    notebook.server.kill()  # the process is gone; the server restarts it on the next request
+    run = notebook.run("#eval f", cell_id="b")
+    assert outputs(run) == ["7"]
+    assert run.rechecks and run.rechecks[0].kind == "replay"
+
+
+def test_import_cell_goes_to_the_top_and_the_rest_is_rechecked(notebook, request_log):
+    notebook.run("def f := 1", cell_id="a")
+    run = notebook.run("import Lean", cell_id="imp")
+    assert not run.has_errors
+    assert [c.id for c in notebook.cells] == ["imp", "a"]
+    assert notebook.status(notebook.cells[1]) == "stale"
+    notebook.run("#eval f", cell_id="b")
+    sent = [r for r in read_log(request_log) if r.get("cmd") == "import Lean"]
+    assert sent and "env" not in sent[0]
+
+
+def test_second_import_cell_is_refused_and_changes_nothing(notebook):
+    notebook.run("import Lean", cell_id="imp", label="[1]")
+    notebook.run("def f := 1", cell_id="a")
+    with pytest.raises(ImportPlacementError, match=r"first cell.*\[1\] already"):
+        notebook.run("-- more\nimport Mathlib", cell_id="other")
+    assert [c.id for c in notebook.cells] == ["imp", "a"]
+    notebook.run("import Lean\nimport Mathlib", cell_id="imp")
+    assert [c.id for c in notebook.cells] == ["imp", "a"]
+
+
+def test_is_import_cell_ignores_comments():
+    assert is_import_cell("/- header -/\n-- note\nimport Mathlib")
+    assert not is_import_cell("def imports := 1")
+
+
+def test_forget_takes_a_cell_out_and_later_cells_go_stale(notebook):
+    notebook.run("def f := 1", cell_id="a")
+    notebook.run("def g := 2", cell_id="b")
+    assert notebook.forget("a")
+    assert notebook.status(notebook.cells[0]) == "stale"
+    run = notebook.run("#eval f", cell_id="c")
+    assert run.has_errors
+
+
+def test_query_does_not_change_the_document(notebook):
+    notebook.run("def f := 1", cell_id="a")
+    result = notebook.query("#check f")
+    assert result.messages[0].data == "f : Nat"
+    assert notebook.status(notebook.cells[0]) == "ok"
+    run = notebook.run("#eval f", cell_id="b")
+    assert run.rechecks == []
+
+
+def test_declared_names_follow_the_document(notebook):
+    notebook.run("namespace Foo\ndef bar := 1\nend Foo", cell_id="a")
+    assert "Foo.bar" in notebook.declared_names()
+    notebook.run("def baz := 1", cell_id="a")
+    assert notebook.declared_names() == ["baz"]
+
+
+# -- proof mode -------------------------------------------------------------------------------
+
+THEOREM = "theorem t (p q : Prop) (hp : p) (hq : q) : p ∧ q := by sorry"
+
+
+def test_proof_runs_tactics_on_the_last_sorry_and_continues(notebook):
+    run = notebook.run(THEOREM, cell_id="thm")
+    (sorry,) = run.response.sorries
+    first = notebook.prove("constructor\nexact hp", cell_id="p1")
+    assert first.start == sorry.proof_state
+    assert first.response.goals == ["case right\np q : Prop\nhp : p\nhq : q\n⊢ q"]
+    assert first.response.proof_state == first.handle
+    second = notebook.prove("exact hq", cell_id="p2")
+    assert second.start == first.handle and second.complete
+
+
+def test_proof_rerun_starts_where_it_started(notebook):
+    notebook.run(THEOREM, cell_id="thm")
+    first = notebook.prove("constructor", cell_id="p1")
+    notebook.prove("exact hp", cell_id="p2")
+    again = notebook.prove("constructor\nexact hp\nexact hq", cell_id="p1")
+    assert again.start == first.start and again.complete
+
+
+def test_proof_follows_an_edited_earlier_proof_cell(notebook):
+    notebook.run(THEOREM, cell_id="thm")
+    notebook.prove("constructor", cell_id="p1")
+    notebook.prove("exact hp", cell_id="p2")
+    notebook.prove("constructor\nexact hp", cell_id="p1")
+    rerun = notebook.prove("exact hq", cell_id="p2")
+    assert rerun.complete
+
+
+def test_proof_error_is_placed_on_its_line(notebook):
+    notebook.run(THEOREM, cell_id="thm")
+    run = notebook.prove("constructor\nexact bogus", cell_id="p")
+    assert run.has_errors and run.line == 1 and run.steps == 2
+    assert run.handle is None
+
+
+def test_proof_states_survive_a_restart(notebook):
+    notebook.run(THEOREM, cell_id="thm")
+    first = notebook.prove("constructor", cell_id="p1")
+    notebook.restart()
+    again = notebook.prove("exact hp\nexact hq", proof_state=first.handle, cell_id="p2")
+    assert again.complete
+
+
+def test_proof_without_sorry_is_a_clear_error(notebook):
+    notebook.run("def f := 1", cell_id="a")
+    with pytest.raises(ProofStateError, match="no `sorry`"):
+        notebook.prove("simp", cell_id="p")
+    with pytest.raises(ProofStateError, match="no proof state 99"):
+        notebook.prove("simp", proof_state=99, cell_id="p")
+
+
+def test_proof_state_of_an_edited_cell_is_refused(notebook):
+    run = notebook.run(THEOREM, cell_id="thm")
+    old = run.response.sorries[0].proof_state
+    notebook.run(THEOREM.replace("p ∧ q", "q ∧ p"), cell_id="thm")
+    with pytest.raises(ProofStateError, match="changed or is gone"):
+        notebook.prove("constructor", proof_state=old, cell_id="p")
+
+
+def test_split_tactics_keeps_indented_continuations():
+    text = "intro n\n-- comment\ninduction n with\n  | zero => rfl\n  | succ k ih => simp\nsimp"
+    assert split_tactics(text) == [
+        (0, "intro n"),
+        (2, "induction n with\n  | zero => rfl\n  | succ k ih => simp"),
+        (5, "simp"),
+    ]
+
+
+def test_use_config_switches_repl_and_replays(notebook, tmp_path):
+    notebook.run("def f := 4", cell_id="a")
+    other = tmp_path / "other.jsonl"
+    recheck = notebook.use_config(
+        LeanREPLConfig(repl_command=fake_repl_command("--log", str(other)))
+    )
+    assert recheck.kind == "replay" and len(recheck.cells) == 1
+    assert outputs(notebook.run("#eval f", cell_id="b")) == ["4"]
+    assert commands(other) == ["def f := 4", "#eval f"]
+
+
+def test_reset_forgets_everything(notebook):
+    notebook.run("def f := 4", cell_id="a")
+    notebook.reset()
+    assert notebook.cells == []
+    assert notebook.run("#eval f", cell_id="b").has_errors
+
+
+def test_table_lists_cells_with_status(notebook):
+    notebook.run("def f := 1", cell_id="a", label="[1]")
+    notebook.run("#eval nope", cell_id="b", label="[2]")
+    notebook.run(THEOREM, cell_id="c", label="[3]")
+    notebook.run("def f := 2", cell_id="a", label="[4]")
+    rows = notebook.table()
+    assert [r["cell"] for r in rows] == ["[4]", "[2]", "[3]"]
+    assert [r["status"] for r in rows] == ["ok", "stale", "stale"]
+    notebook.run("#eval 1", cell_id="d", label="[5]")
+    statuses = [r["status"] for r in notebook.table()]
+    assert statuses == ["ok", "error", "warning: sorry", "ok"]
+
+
+FLAKY_REPL = """
+import os, sys
+marker = sys.argv[1]
+if os.path.exists(marker + ".broken"):
+    sys.exit(7)
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
+def test_a_repl_that_cannot_restart_does_not_mark_cells_failed(tmp_path):
+    script = tmp_path / "flaky.py"
+    script.write_text(FLAKY_REPL)
+    marker = tmp_path / "repl"
+    command = [sys.executable, str(script), str(marker), *fake_repl_command().split()[1:]]
+    with Notebook(LeanREPLConfig(repl_command=command)) as notebook:
+        notebook.server.max_restart_attempts = 2
+        notebook.run("def f := 1", cell_id="a", label="[1]")
+        (tmp_path / "repl.broken").touch()
+        run = notebook.run("#fake_crash", cell_id="b", label="[2]")
+        assert run.error is not None
+        assert "could not be started again" in run.replay.summary()
+        assert notebook.status(notebook.cells[0]) == "stale"
+        (tmp_path / "repl.broken").unlink()
+        again = notebook.run("#eval f", cell_id="c")
+        assert outputs(again) == ["1"]
+
+
+def test_a_second_cancel_stops_the_replay_and_the_next_run_finishes_it(notebook):
+    notebook.run("def f := 5\n#fake_sleep 1", cell_id="slow", label="[1]")
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    threading.Timer(0.8, cancel.set).start()  # lands during the replay of [1]
+    run = notebook.run("#fake_hang", cell_id="b", cancel=cancel)
+    assert isinstance(run.error, ReplCancelledError)
+    assert run.replay.interrupted and run.replay.left == 1
+    assert "interrupted with 1 cell left" in run.replay.summary()
+    cancel.clear()
+    again = notebook.run("#eval f", cell_id="c")
+    assert outputs(again) == ["5"] and again.rechecks[0].kind == "replay"

@@ -1,0 +1,143 @@
+"""notebooks/tour.ipynb runs top to bottom with nbclient against the fake REPL.
+
+Two frontends: plain nbclient (no cell ids: every cell is new, errors are one text traceback),
+and nbclient sending each cell's id as JupyterLab does, which also allows an edited re-run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import wait_no_repl_processes
+from jupyter_core.utils import run_sync
+from kernel_harness import install_test_kernelspec
+from nbclient import NotebookClient
+
+TOUR = Path(__file__).resolve().parents[1] / "notebooks" / "tour.ipynb"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jupyter_path(tmp_path_factory):
+    path = install_test_kernelspec(tmp_path_factory.mktemp("jupyter"))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(path)
+    yield
+    if old is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = old
+    assert wait_no_repl_processes() == []
+
+
+class CellIdClient(NotebookClient):
+    """nbclient that puts each cell's id in the execute_request metadata, as JupyterLab does."""
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        kc = self.kc
+        original = kc.execute
+
+        def execute(code, silent=False, store_history=True, stop_on_error=True, **kwargs):
+            content = {
+                "code": code,
+                "silent": silent,
+                "store_history": store_history,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": stop_on_error,
+            }
+            msg = kc.session.msg("execute_request", content, metadata={"cellId": cell.id})
+            kc.shell_channel.send(msg)
+            return msg["header"]["msg_id"]
+
+        kc.execute = execute
+        try:
+            return await super().async_execute_cell(
+                cell, cell_index, execution_count, store_history
+            )
+        finally:
+            kc.execute = original
+
+    execute_cell = run_sync(async_execute_cell)
+
+
+def by_id(nb) -> dict:
+    return {cell.id: cell for cell in nb.cells}
+
+
+def text_of(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type in ("display_data", "execute_result"):
+            parts.append(out.data.get("text/plain", ""))
+        elif out.output_type == "error":
+            parts.append("\n".join(out.traceback))
+    return "\n".join(parts)
+
+
+def errors(nb) -> list[str]:
+    return [
+        cell.id
+        for cell in nb.cells
+        if cell.cell_type == "code" and any(o.output_type == "error" for o in cell.outputs)
+    ]
+
+
+def test_tour_metadata_selects_lean4():
+    nb = nbformat.read(TOUR, as_version=4)
+    info = nb.metadata.language_info
+    assert (info.name, info.pygments_lexer, info.codemirror_mode) == ("lean4", "lean4", "lean4")
+    assert nb.metadata.kernelspec.name == "lean4"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code[-1].metadata.tags == ["raises-exception"]
+    assert all("raises-exception" not in cell.metadata.get("tags", []) for cell in code[:-1])
+
+
+def test_tour_runs_top_to_bottom_with_nbclient(tmp_path):
+    nb = nbformat.read(TOUR, as_version=4)
+    NotebookClient(
+        nb, timeout=60, kernel_name="lean4", resources={"metadata": {"path": tmp_path}}
+    ).execute()
+    cells = by_id(nb)
+    assert cells["eval-double"].outputs[0].text == "42\n"
+    assert "55" in text_of(cells["define-sum"])
+    assert "double (n : Nat) : Nat" in text_of(cells["check-double"])
+    assert "declaration uses `sorry`" in text_of(cells["theorem-sorry"])
+    assert "⊢ double (a + b) = double a + double b" in text_of(cells["theorem-sorry"])
+    assert "Completed" in text_of(cells["proof-omega"])
+    assert "double_add" in text_of(cells["cells-table"])
+    assert errors(nb) == ["deliberate-error"]
+    (error,) = cells["deliberate-error"].outputs
+    assert error.ename == "LeanError" and "decide" in error.evalue
+    assert cells["deliberate-error"].execution_count is not None
+
+
+def test_tour_in_a_notebook_frontend_allows_an_edited_rerun(tmp_path):
+    nb = nbformat.read(TOUR, as_version=4)
+    client = CellIdClient(
+        nb, timeout=60, kernel_name="lean4", resources={"metadata": {"path": tmp_path}}
+    )
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        cells = by_id(nb)
+        assert errors(nb) == ["deliberate-error"]
+        kinds = [o.output_type for o in cells["deliberate-error"].outputs]
+        assert kinds == ["display_data", "error"]
+        assert "lk-diag lk-error" in cells["deliberate-error"].outputs[0].data["text/html"]
+        assert "lk-diag" in cells["theorem-sorry"].outputs[0].data["text/html"]
+
+        index = nb.cells.index(cells["define-double"])
+        cells["define-double"].source = "def double (n : Nat) : Nat := n + n"
+        client.execute_cell(cells["define-double"], index)
+        assert errors(nb) == ["deliberate-error"]
+        later = cells["eval-after-edit"]
+        client.execute_cell(later, nb.cells.index(later))
+        note, result = later.outputs
+        assert note.data["text/plain"].startswith("Re-checked ")
+        assert "no new errors" in note.data["text/plain"]
+        assert result.text == "10\n"
