@@ -15,6 +15,7 @@ from lean_kernel.errors import (
     ReplTimeoutError,
     StaleStateError,
 )
+from lean_kernel.notebook import Notebook
 from lean_kernel.pool import BatchHandle, LeanServerPool
 from lean_kernel.protocol import (
     Command,
@@ -52,6 +53,7 @@ __all__ = [
     "LeanServer",
     "LeanServerPool",
     "Message",
+    "Notebook",
     "PickleEnvironment",
     "PickleProofState",
     "Pos",
@@ -70,3 +72,18 @@ __all__ = [
     "UnpickleEnvironment",
     "UnpickleProofState",
 ]
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext lean_kernel``: adds ``%lean``, ``%%lean``, ``%%lean_batch``, ``%lean_config``
+    and ``%lean_status`` (IPython is only imported when the extension is loaded)."""
+    from lean_kernel.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext lean_kernel``: stops the extension's REPLs and pool."""
+    from lean_kernel.magics import unload_ipython_extension as unload
+
+    unload(ipython)
