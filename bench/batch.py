@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe_machine  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_REPL = ROOT / "tests" / "fake_repl.py"
@@ -192,21 +192,6 @@ def leaninteract_child(spec_file: str) -> None:
 # -- the table ---------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200)
@@ -224,7 +209,7 @@ def main() -> int:
     commands = make_commands(args.n)
     ideal = ideal_seconds(commands, args.workers, args.import_cost, args.char_cost)
     body_ms = args.char_cost * (len(commands[0]) - len(HEADER)) * 1000
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(
         f"{args.n} commands sharing {HEADER.strip()!r} on {args.workers} workers; fake REPL: "
         f"import {args.import_cost:g} s, {body_ms:.1f} ms per body; ideal {ideal:.2f} s\n"

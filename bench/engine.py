@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from machine import describe_machine  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -92,10 +92,7 @@ def main() -> None:
     rate = {name: args.n / statistics.median(t) for name, t in times.items()}
     minimal = rate["minimal protocol client"]
     echo = rate["line echo (floor)"]
-    print(
-        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, "
-        f"Python {platform.python_version()}; {args.n} requests x {args.rounds} rounds"
-    )
+    print(f"machine: {describe_machine()}; {args.n} requests x {args.rounds} rounds")
     print(f"{'client':<26}{'req/s':>10}{'µs/req':>10}{'vs minimal':>12}{'vs echo':>10}")
     for name, value in rate.items():
         print(

@@ -8,16 +8,16 @@ a notebook frontend talks to a kernel; the Lean kernel runs the project's fake R
    trivial Lean cell (``#eval N``, a new cell each time), against a ``pass`` cell on the python3
    ipykernel, alternating rounds so machine noise hits both alike. Goal: at most 1.3x.
 2. Edited re-run: a 30-cell notebook whose first cell imports Mathlib (fake ``--import-cost 1.0``,
-   ``--char-cost`` so a cell costs about 50 ms, like a small Mathlib lemma). Cell 20 is edited and run again; its round trip is
-   compared with that cell's own elaboration (the same text sent straight to a REPL, on the env of
-   cell 19; goal: at most 1.2x) and with re-sending the whole document (goal: at least 10x faster).
+   ``--char-cost`` so a cell costs about 50 ms, like a small Mathlib lemma). Cell 20 is edited and
+   run again; its round trip is compared with that cell's own elaboration (the same text sent
+   straight to a REPL, on the env of cell 19; goal: at most 1.2x) and with re-sending the whole
+   document (goal: at least 10x faster).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -26,6 +26,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from machine import describe_machine  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,21 +41,6 @@ FAKE_REPL = [sys.executable, str(ROOT / "tests" / "fake_repl.py")]
 IMPORT_COST_S = 1.0
 CHAR_COST_S = 2.5e-4  # a 200-character cell costs 50 ms, a small Mathlib lemma
 EDITED = 20
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}"
-    )
 
 
 class Client:
@@ -248,7 +235,7 @@ def main() -> None:
         ),
     ]
     cells = notebook_cells()
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(
         f"fake REPL costs for the notebook: import {args.import_cost} s, "
         f"{args.char_cost * 1e6:.0f} us per character (cell {EDITED}: {len(cells[EDITED - 1])} "
