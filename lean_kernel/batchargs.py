@@ -16,6 +16,8 @@ from typing import Any
 __all__ = [
     "DEFAULT_OUTPUT",
     "DEFAULT_SEPARATOR",
+    "PROGRESS_MODES",
+    "USAGE",
     "BatchArgs",
     "BatchArgsError",
     "commands_from_value",
@@ -52,11 +54,11 @@ class BatchArgs:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse would exit the kernel
-        raise BatchArgsError(f"{message}\nusage: {USAGE}")
+        raise BatchArgsError(f"{message}\nusage: {self.usage}")
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog="%%lean_batch", add_help=False, usage=USAGE)
+def _parser(usage: str) -> _Parser:
+    parser = _Parser(prog="%%lean_batch", add_help=False, usage=usage)
     parser.add_argument("-w", "--workers", type=int)
     parser.add_argument("-t", "--timeout", type=float)
     parser.add_argument("--header")
@@ -67,15 +69,16 @@ def _parser() -> _Parser:
     return parser
 
 
-def parse_batch_args(line: str) -> BatchArgs:
-    """Read the magic's line. ``--header`` may hold ``\\n`` for several lines."""
+def parse_batch_args(line: str, usage: str = USAGE) -> BatchArgs:
+    """Read the magic's line. ``--header`` may hold ``\\n`` for several lines. ``usage`` is the
+    line errors end with (the Lean kernel's has no ``-i``)."""
     try:
         words = shlex.split(line)
     except ValueError as err:
         raise BatchArgsError(
-            f"cannot read the arguments ({err}): {line!r}\nusage: {USAGE}"
+            f"cannot read the arguments ({err}): {line!r}\nusage: {usage}"
         ) from None
-    args = _parser().parse_args(words)
+    args = _parser(usage).parse_args(words)
     if args.workers is not None and args.workers < 1:
         raise BatchArgsError(f"-w needs at least 1 worker, not {args.workers}")
     if args.timeout is not None and args.timeout <= 0:
@@ -83,7 +86,10 @@ def parse_batch_args(line: str) -> BatchArgs:
     for name in ("output", "input"):
         value = getattr(args, name)
         if value is not None and not value.isidentifier():
-            raise BatchArgsError(f"-{name[0]} needs a Python variable name, not {value!r}")
+            raise BatchArgsError(
+                f"-{name[0]} needs a variable name (letters, digits and _, not starting with a "
+                f"digit), not {value!r}"
+            )
     if not args.separator.strip():
         raise BatchArgsError("--sep needs a non-blank line")
     header = args.header.replace("\\n", "\n") if args.header is not None else None

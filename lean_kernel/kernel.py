@@ -17,12 +17,19 @@ when no thread of it is free to read messages; an ``interrupt_request`` message,
 send, ends in the same SIGINT). The REPL runs in its own session, so the signal reaches only this
 process; while a handler runs, SIGINT just sets ``cancel``, which the server polls every 50 ms
 and answers by killing the REPL; the notebook restarts it and replays the document.
+
+Batches (``%%lean_batch``) run on a ``LeanServerPool`` the kernel keeps warm across cells, apart
+from the document. The cell awaits the batch instead of blocking, so while it runs the event
+loop still handles comm messages (a progress widget's Cancel button); an interrupt cancels the
+batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
+import inspect
 import os
 import signal
 import sys
@@ -30,12 +37,15 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from typing import Any
 
 from ipykernel.kernelbase import Kernel
 from traitlets import Float
 
 from lean_kernel import __version__
+from lean_kernel.batchargs import BatchArgs
+from lean_kernel.batchrun import BatchKeeper, BatchRun
 from lean_kernel.completion import check_complete, complete, name_at
 from lean_kernel.config import LeanREPLConfig, ReplLaunch
 from lean_kernel.errors import (
@@ -47,6 +57,7 @@ from lean_kernel.errors import (
     ReplSetupError,
     ReplTimeoutError,
 )
+from lean_kernel.handle import BatchHandle
 from lean_kernel.kernelmagics import CellPlan, MagicError, lookup, parse_cell
 from lean_kernel.notebook import (
     ImportPlacementError,
@@ -55,6 +66,8 @@ from lean_kernel.notebook import (
     Recheck,
     ReplUnavailableError,
 )
+from lean_kernel.pool import LeanServerPool
+from lean_kernel.progress import attach_progress
 from lean_kernel.protocol import CommandResponse, LeanError, ProofStepResponse
 from lean_kernel.render import eval_outputs, is_error, render_error_summary, render_result
 from lean_kernel.settings import KernelSettings
@@ -71,6 +84,10 @@ DOCSTRING_QUERY = (
     "  | none => pure ()"
 )
 INSPECT_TIMEOUT_S = 20.0
+#: How often a running batch cell looks at the interrupt flag.
+_BATCH_POLL_S = 0.05
+#: How long a cancelled batch may take to wind down before the cell ends anyway.
+_BATCH_CANCEL_GRACE_S = 10.0
 _RED = "\x1b[1;31m"
 _RESET = "\x1b[0m"
 _FAILURE_NAMES: dict[type, str] = {
@@ -116,6 +133,8 @@ class LeanKernel(Kernel):
         self._silent = False
         self._output_parent: dict[str, Any] = {}
         self._saved_sigint: Any = None
+        #: the batch pool (made by the first %%lean_batch) and the batches kept for %batch
+        self.batches = BatchKeeper()
         self._setup_comms()
         self._start_if_ready()
 
@@ -223,6 +242,7 @@ class LeanKernel(Kernel):
         else:
             replay = self._notebook.use_config(config, cancel=self.cancel)
         self._config = config
+        self.batches.close_pool()  # the next batch starts a pool on the new config
         self.send_note(f"Now running: {config.resolve().description}.")
         self.show_rechecks([replay])
         return None
@@ -382,7 +402,7 @@ class LeanKernel(Kernel):
         try:
             self._show_problems()
             self._forget_deleted((cell_meta or {}).get("deletedCells"))
-            reply = self._execute(code)
+            reply = await self._execute(code)
         except MagicError as err:
             reply = self.error_reply("UsageError", str(err))
         except (ImportPlacementError, ProofStateError) as err:
@@ -427,11 +447,13 @@ class LeanKernel(Kernel):
             self._problems_shown = True
             self.send_stream("\n".join(self.settings.problems) + "\n", "stderr")
 
-    def _execute(self, code: str) -> Reply:
+    async def _execute(self, code: str) -> Reply:
         parsed = parse_cell(code)
         plan = parsed.plan
         for call in parsed.calls:
             reply = lookup(call).run(self, plan, call.args)
+            if inspect.isawaitable(reply):  # a magic that waits (%%lean_batch)
+                reply = await reply
             if reply is not None and reply.get("status") != "ok":
                 return reply
         if plan.done:
@@ -488,6 +510,98 @@ class LeanKernel(Kernel):
                 f"Proof complete: the tactics of this cell close proof state {run.start}."
             )
         return reply
+
+    # -- batches ----------------------------------------------------------------------------------
+
+    def batch_pool(self, workers: int | None) -> LeanServerPool:
+        """The warm batch pool, on the kernel's current config (made now if needed)."""
+        if self._notebook is None:  # the REPL was not ready at start: set it up, showing steps
+            with self.progress("Setting up Lean") as say:
+                self._config.resolve(progress=say)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            pool = self.batches.pool_for(
+                lambda: self._config,
+                workers,
+                max_process_memory=self.settings.memory_limit_mb,
+                note=self.send_note,
+            )
+        for warning in caught:  # e.g. fewer workers than asked, for memory
+            if issubclass(warning.category, RuntimeWarning):
+                self.send_stream(f"{warning.message}\n", "stderr")
+        return pool
+
+    async def run_batch(self, args: BatchArgs, commands: list[str]) -> Reply:
+        """``%%lean_batch``: check ``commands`` on the warm pool with live progress, until the
+        batch ends; then show the results table. An interrupt cancels the batch (pending items
+        are dropped, running REPLs killed) and fails the cell; the Cancel button of the progress
+        widget cancels it too, but the cell then ends normally with its partial report."""
+        pool = self.batch_pool(args.workers)
+        timeout = args.timeout if args.timeout is not None else self._timeout
+        handle = pool.submit_batch(
+            commands, header=args.header, timeout_per_cmd=timeout, label=args.output
+        )
+        run = BatchRun(args.output, handle, workers=pool.num_workers)
+        self.batches.add(run)
+        count = len(commands)
+        self.send_note(
+            f"Checking {count} command{'s' if count != 1 else ''} on {pool.num_workers} "
+            f"worker{'s' if pool.num_workers != 1 else ''}; results kept as `{args.output}` "
+            f"(`%batch {args.output}` shows them again)."
+        )
+        run.progress = attach_progress(handle, self._progress_mode(args.progress), send=self._send)
+        interrupted = await self._wait_batch(handle)
+        if run.progress is not None:  # its last update goes out before the table
+            await asyncio.to_thread(run.progress.finished.wait, 5.0)
+        self.send_display(
+            handle.results.table_bundle(more=f"`%batch {args.output} all` shows every item")
+        )
+        if interrupted:
+            left = handle.results.counts().get("cancelled", 0)
+            return self.error_reply(
+                "KeyboardInterrupt",
+                f"Interrupted: batch `{args.output}` cancelled ({count - left} of {count} "
+                "commands had finished; the running ones were stopped).",
+            )
+        return {"status": "ok"}
+
+    async def _wait_batch(self, handle: BatchHandle) -> bool:
+        """Wait for the batch, cancelling it on an interrupt; True if interrupted."""
+        interrupted = False
+        deadline = None
+        while not handle.done():
+            if self.cancel.is_set() and not interrupted:
+                interrupted = True
+                handle.cancel()
+                deadline = time.monotonic() + _BATCH_CANCEL_GRACE_S
+            if deadline is not None and time.monotonic() > deadline:
+                self.log.warning("a cancelled batch did not end in %s s", _BATCH_CANCEL_GRACE_S)
+                break
+            await asyncio.sleep(_BATCH_POLL_S)
+        return interrupted
+
+    def _progress_mode(self, asked: str | None) -> str:
+        """``auto``: the widget for frontends that name their cells (JupyterLab, Notebook 7,
+        VS Code: they render widgets), else the text line (console, nbclient: it is saved)."""
+        if asked not in (None, "auto"):
+            return asked
+        if self._cell_id is None:
+            return "text"
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:  # pragma: no cover - ipywidgets is a dependency
+            return "text"
+        return "widget"
+
+    def _send(self, msg_type: str, content: dict[str, Any]) -> None:
+        """``progress.Send`` over this kernel's iopub (any thread)."""
+        transient = content.get("transient") or {}
+        self.send_display(
+            content["data"],
+            metadata=content.get("metadata"),
+            display_id=transient.get("display_id"),
+            update=msg_type == "update_display_data",
+        )
 
     # -- completion, inspection, is_complete ------------------------------------------------------
 
@@ -551,7 +665,9 @@ class LeanKernel(Kernel):
     # -- shutdown ---------------------------------------------------------------------------------
 
     async def do_shutdown(self, restart: bool) -> Reply:
-        """Kill the REPL: no Lean process outlives the kernel."""
+        """Kill the REPLs (the document's and the batch pool's): no Lean process outlives the
+        kernel."""
+        self.batches.close()
         if self._notebook is not None:
             self._notebook.close()
         return {"status": "ok", "restart": restart}

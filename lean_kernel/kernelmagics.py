@@ -7,7 +7,8 @@ order), then Lean code. A line magic may use the code below it (``%proof`` reads
 ``%timeout`` limits it); whatever code no magic took runs as the cell's Lean code.
 
 Handlers receive the kernel (for the notebook and for output) and a ``CellPlan`` they may change;
-they return an execute reply when they decide the cell's outcome, or None to let the cell go on.
+they return an execute reply when they decide the cell's outcome, or None to let the cell go on
+(or an awaitable of either, for a magic that waits without blocking the kernel: ``%%lean_batch``).
 Wrong usage raises ``MagicError``, which the kernel shows as a ``UsageError`` with the usage line.
 """
 
@@ -15,19 +16,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lean_kernel.batchargs import BatchArgsError, parse_batch_args, split_commands
+from lean_kernel.batchrun import titled
 from lean_kernel.config import LeanREPLConfig
-from lean_kernel.render import render_table
+from lean_kernel.protocol import LeanError
+from lean_kernel.render import render_result, render_table
+from lean_kernel.results import ItemResult
 
 if TYPE_CHECKING:
     from lean_kernel.kernel import LeanKernel
 
 Reply = dict[str, Any]
-Handler = Callable[["LeanKernel", "CellPlan", str], "Reply | None"]
+Handler = Callable[["LeanKernel", "CellPlan", str], "Reply | None | Awaitable[Reply | None]"]
 
 __all__ = ["MAGICS", "CellPlan", "Magic", "MagicCall", "MagicError", "magic", "parse_cell"]
 
@@ -288,3 +293,103 @@ def _project(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
 def _help(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
     kernel.send_stream(magic_help() + "\n")
     return None
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+BATCH_USAGE = (
+    "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--header CODE] [-o NAME] [--sep LINE] "
+    "[--progress auto|widget|text|none]"
+)
+
+
+@magic(
+    "lean_batch",
+    "%%lean_batch [OPTIONS]",
+    "check the commands below (separated by ---- lines) each on its own, apart from the "
+    "document, on a pool of REPLs kept warm across cells; live progress, then a results table. "
+    "OPTIONS: -w WORKERS, -t TIMEOUT (per command), --header CODE (before each command), "
+    "-o NAME (keep the results for %batch), --sep LINE, --progress auto|widget|text|none",
+    cell=True,
+    needs_body=True,
+)
+def _lean_batch(kernel: LeanKernel, plan: CellPlan, args: str) -> Awaitable[Reply]:
+    try:
+        parsed = parse_batch_args(args, BATCH_USAGE)
+    except BatchArgsError as err:
+        raise MagicError(str(err)) from None
+    if parsed.input is not None:
+        raise MagicError(
+            f"-i {parsed.input}: -i reads the commands from a Python variable, which only "
+            "exists in Python notebooks (there: %load_ext lean_kernel, then %lean_batch -i "
+            f"{parsed.input}). In a Lean notebook put the commands in the cell below "
+            f"%%lean_batch, separated by {parsed.separator} lines."
+        )
+    commands = split_commands(plan.body, parsed.separator)
+    if not commands:
+        raise MagicError(
+            f"%%lean_batch needs commands in the cell below it, separated by {parsed.separator} "
+            f"lines, e.g.\n%%lean_batch -w 4\ntheorem a : 1 + 1 = 2 := rfl\n"
+            f"{parsed.separator}\ntheorem b : 2 + 2 = 4 := rfl\nusage: {BATCH_USAGE}"
+        )
+    plan.done = True
+    return kernel.run_batch(parsed, commands)
+
+
+@magic(
+    "batch",
+    "%batch [NAME [N|all]]",
+    "the kept batch results: a list; NAME: its table again; N: item N's command and messages "
+    "in full; all: every item",
+)
+def _batch(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+    words = args.split()
+    usage = MAGICS["batch"].usage
+    if len(words) > 2:
+        raise MagicError(f"Usage: {usage}")
+    keeper = kernel.batches
+    if not words:
+        if not keeper.batches:
+            kernel.send_note("No batch has run yet in this kernel (%%lean_batch runs one).")
+        else:
+            kernel.send_display(titled("Batches", render_table(keeper.batch_rows())))
+        rows = keeper.pool_rows()
+        if rows is not None:
+            kernel.send_display(titled(keeper.pool_title(), render_table(rows)))
+        return None
+    run = keeper.find(words[0])
+    if run is None:
+        names = ", ".join(kept.name for kept in keeper.batches) or "none yet"
+        raise MagicError(f"%batch: no batch results called {words[0]!r} (kept: {names}).")
+    results = run.handle.results
+    more = f"`%batch {run.name} all` shows every item"
+    if len(words) == 1:
+        kernel.send_display(results.table_bundle(more=more))
+    elif words[1] == "all":
+        kernel.send_display(results.table_bundle(limit=None))
+    elif re.fullmatch(r"\d+", words[1]) and int(words[1]) < len(results):
+        _show_item(kernel, run.name, results[int(words[1])])
+    else:
+        raise MagicError(
+            f"%batch {run.name} {words[1]}: give an item number from 0 to {len(results) - 1}, "
+            "or all."
+        )
+    return None
+
+
+def _show_item(kernel: LeanKernel, name: str, item: ItemResult) -> None:
+    """One batch item: its command and what Lean said about it, drawn on the command."""
+    head = f"{name} #{item.index}: {item.status}, {item.time:.3f} s"
+    if item.header_time:
+        head += f" (+ {item.header_time:.3f} s header)"
+    if item.worker:
+        head += f", on {item.worker}"
+    kernel.send_note(head)
+    response = item.response
+    if response is not None and not isinstance(response, LeanError):
+        bundle = render_result(item.command, response)
+        if bundle:
+            kernel.send_display(bundle)
+            return
+    details = "\n".join(message.data for message in item.messages) or "(no messages)"
+    kernel.send_display({"text/plain": f"{item.command}\n\n{details}"})

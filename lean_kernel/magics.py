@@ -30,17 +30,19 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 
 from lean_kernel.batchargs import (
+    PROGRESS_MODES,
     BatchArgsError,
     commands_from_value,
     parse_batch_args,
     split_commands,
 )
+from lean_kernel.batchrun import BatchKeeper, BatchRun, titled
 from lean_kernel.cellresult import LeanResult
 from lean_kernel.config import LeanREPLConfig
 from lean_kernel.errors import LeanKernelError
 from lean_kernel.notebook import Notebook
-from lean_kernel.pool import BatchHandle, LeanServerPool
-from lean_kernel.progress import ProgressDriver, attach_progress, ipython_send
+from lean_kernel.pool import LeanServerPool
+from lean_kernel.progress import attach_progress, ipython_send
 from lean_kernel.render import render_table
 from lean_kernel.settings import KernelSettings
 
@@ -49,9 +51,6 @@ __all__ = ["LeanMagics", "LeanSession", "load_ipython_extension", "unload_ipytho
 T = TypeVar("T")
 
 _INTERRUPT_GRACE_S = 30.0
-# Batches %lean_status lists (the running ones and the last finished ones).
-_KEPT_BATCHES = 20
-_PROGRESS_MODES = ("auto", "widget", "text", "none")
 
 
 @dataclass(frozen=True)
@@ -90,15 +89,6 @@ class SessionSettings:
 
 
 @dataclass
-class BatchRun:
-    """One ``%%lean_batch``: where its results went, its handle and its progress view."""
-
-    name: str
-    handle: BatchHandle
-    progress: ProgressDriver | None = None
-
-
-@dataclass
 class _Execution:
     """The IPython execution being run: its cell id and how many ``%lean`` it has used."""
 
@@ -115,10 +105,9 @@ class LeanSession:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.settings, self.problems = SessionSettings.from_env()
-        self.batches: list[BatchRun] = []
+        self.keeper = BatchKeeper()
         self._lock = threading.RLock()
         self._notebook: Notebook | None = None
-        self._pool: LeanServerPool | None = None
         self._execution = _Execution()
 
     # -- REPLs -----------------------------------------------------------------------------------
@@ -137,32 +126,26 @@ class LeanSession:
     def pool(self, workers: int | None) -> LeanServerPool:
         """The batch pool, warm across batches; made again when asked for another size."""
         with self._lock:
-            wanted = workers or self.settings.workers
-            pool = self._pool
-            if pool is not None and wanted is not None and wanted != pool.num_workers:
-                if self.running_batches():
-                    print(
-                        f"A batch is running on the {pool.num_workers}-worker pool; this one "
-                        "joins it (cancel the running batch to change the number of workers)."
-                    )
-                else:
-                    self._close_pool()
-                    pool = None
-            if pool is None:
-                pool = self._pool = LeanServerPool(
-                    self.settings.config(),
-                    num_workers=wanted,
-                    max_process_memory=self.settings.memory_mb,
-                )
-            return pool
+            return self.keeper.pool_for(
+                self.settings.config,
+                workers or self.settings.workers,
+                max_process_memory=self.settings.memory_mb,
+            )
+
+    @property
+    def batches(self) -> list[BatchRun]:
+        """The last batches, oldest first."""
+        return self.keeper.batches
+
+    @property
+    def _pool(self) -> LeanServerPool | None:
+        return self.keeper.pool
 
     def running_batches(self) -> list[BatchRun]:
-        return [run for run in self.batches if not run.handle.done()]
+        return self.keeper.running()
 
     def _close_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        self.keeper.close_pool()
 
     def reconfigure(self, settings: SessionSettings) -> list[str]:
         """Apply new settings; returns what was done, in words."""
@@ -198,9 +181,7 @@ class LeanSession:
 
     def close(self) -> None:
         with self._lock:
-            for run in self.running_batches():
-                run.handle.cancel()
-            self._close_pool()
+            self.keeper.close()
             notebook, self._notebook = self._notebook, None
             if notebook is not None:
                 notebook.close()
@@ -322,8 +303,7 @@ class LeanMagics(Magics):
         )
         mode = args.progress or session.settings.progress
         progress = attach_progress(handle, mode, send=_send_for(self.shell, mode))
-        run = BatchRun(args.output, handle, progress)
-        session.batches = [*session.batches[-(_KEPT_BATCHES - 1) :], run]
+        session.keeper.add(BatchRun(args.output, handle, progress, pool.num_workers))
 
     # -- %lean_config / %lean_status ---------------------------------------------------------
 
@@ -420,7 +400,7 @@ def _parse_config(line: str, current: SessionSettings) -> SessionSettings:
     parser.add_argument("--timeout", type=_optional_number(float, "--timeout"), default=_UNSET)
     parser.add_argument("--workers", type=_optional_number(int, "--workers"), default=_UNSET)
     parser.add_argument("--incremental", type=_on_off, default=_UNSET)
-    parser.add_argument("--progress", choices=_PROGRESS_MODES, default=_UNSET)
+    parser.add_argument("--progress", choices=PROGRESS_MODES, default=_UNSET)
     args = parser.parse_args(_split(line))
     changes: dict[str, Any] = {}
     if args.repl is not _UNSET:
@@ -478,37 +458,15 @@ def _status_bundles(session: LeanSession) -> list[dict[str, str]]:
             "restarts": server.restart_count,
             "cells": len(notebook.cells),
         }
-        bundles.append(_titled("Session REPL", render_table([row])))
-    pool = session._pool
-    if pool is None or pool.closed:
+        bundles.append(titled("Session REPL", render_table([row])))
+    keeper = session.keeper
+    rows = keeper.pool_rows()
+    if rows is None:
         bundles.append(_text("Batch pool: not started (the first %%lean_batch starts it)"))
     else:
-        status = pool.status()
-        rows = [
-            {
-                "worker": w["worker"],
-                "pid": w["pid"],
-                "alive": w["alive"],
-                "busy": w["busy"],
-                "memory (MB)": w["memory_mb"],
-                "headers held": w["headers"],
-                "restarts": w["restarts"],
-            }
-            for w in status["workers"]
-        ]
-        title = f"Batch pool: {status['capacity_note']}"
-        bundles.append(_titled(title, render_table(rows)))
-    if session.batches:
-        rows = [
-            {
-                "results": run.name,
-                "done": f"{run.handle.done_count}/{run.handle.total}",
-                "state": _batch_state(run.handle),
-                "elapsed (s)": round(run.handle.elapsed, 1),
-            }
-            for run in session.batches
-        ]
-        bundles.append(_titled("Batches", render_table(rows)))
+        bundles.append(titled(keeper.pool_title(), render_table(rows)))
+    if keeper.batches:
+        bundles.append(titled("Batches", render_table(keeper.batch_rows())))
     memory = psutil.virtual_memory()
     bundles.append(
         _text(
@@ -519,21 +477,8 @@ def _status_bundles(session: LeanSession) -> list[dict[str, str]]:
     return bundles
 
 
-def _batch_state(handle: BatchHandle) -> str:
-    if handle.cancelled:
-        return "cancelled"
-    return "done" if handle.done() else "running"
-
-
 def _text(line: str) -> dict[str, str]:
     return {"text/plain": line, "text/html": f"<div>{html.escape(line)}</div>"}
-
-
-def _titled(title: str, bundle: dict[str, str]) -> dict[str, str]:
-    return {
-        "text/plain": f"{title}\n{bundle['text/plain']}",
-        "text/html": f"<div><b>{html.escape(title)}</b></div>{bundle['text/html']}",
-    }
 
 
 def _send_for(shell: Any, mode: str):

@@ -341,11 +341,14 @@ class BatchResults(Sequence[ItemResult]):
 
     # -- display ---------------------------------------------------------------------------------
 
-    def table_rows(self) -> tuple[list[dict[str, Any]], str]:
-        """Rows to show (failures first when there are any) and a note about the rest."""
-        failed = self.failed
-        chosen = failed if failed else list(self._items)
-        shown = chosen[:_SHOWN_ROWS]
+    def table_rows(self, limit: int | None = _SHOWN_ROWS) -> tuple[list[dict[str, Any]], str]:
+        """Rows to show and a note about the rest: every item in input order when they fit in
+        ``limit`` rows (None: no limit), else failed items first."""
+        items = list(self._items)
+        if limit is not None and len(items) > limit:
+            failed = [item for item in items if item.status in FAILED]
+            items = failed + [item for item in items if item.status not in FAILED]
+        shown = items if limit is None else items[:limit]
         rows = [
             {
                 "#": item.index,
@@ -356,20 +359,29 @@ class BatchResults(Sequence[ItemResult]):
             }
             for item in shown
         ]
-        what = "failed items" if failed else "items"
-        note = f"showing {len(shown)} of {len(chosen)} {what}" if len(shown) < len(chosen) else ""
+        note = ""
+        if len(shown) < len(items):
+            first = " (failed items first)" if any(i.status in FAILED for i in items) else ""
+            note = f"showing {len(shown)} of {len(items)} items{first}"
         return rows, note
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
-        rows, note = self.table_rows()
+    def table_bundle(
+        self, *, limit: int | None = _SHOWN_ROWS, more: str = ".to_pandas() has every item"
+    ) -> dict[str, str]:
+        """The summary line and the table of items (``text/plain`` and ``text/html``); ``more``
+        says where the rest is when not every item is shown."""
+        rows, note = self.table_rows(limit)
         bundle = render_table(rows, ["#", "status", "time (s)", "message", "command"])
         head = self.summary_line()
-        tail = f"{note}; .to_pandas() has every item" if note else ""
+        tail = f"{note}; {more}" if note else ""
         plain = "\n".join(filter(None, [head, bundle["text/plain"].rstrip("\n"), tail])) + "\n"
         html = f"<div><b>{_escape(head)}</b></div>{bundle['text/html']}"
         if tail:
             html += f"<div><i>{_escape(tail)}</i></div>"
         return {"text/plain": plain, "text/html": html}
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        return self.table_bundle()
 
     def __repr__(self) -> str:
         return f"<BatchResults {self.summary_line()}>"

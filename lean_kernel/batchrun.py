@@ -1,0 +1,164 @@
+"""What the batch magics keep between cells: a warm ``LeanServerPool`` and the last batches.
+
+Shared by the IPython extension (``%%lean_batch`` in Python notebooks) and the Lean kernel
+(``%%lean_batch`` and ``%batch`` in Lean notebooks): ``BatchKeeper`` makes the pool on the first
+batch, keeps it warm for the next ones (each worker keeps the headers it elaborated), makes it
+again for another number of workers, and remembers the last batches by name for status tables.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lean_kernel.config import LeanREPLConfig
+from lean_kernel.handle import BatchHandle
+from lean_kernel.pool import LeanServerPool
+from lean_kernel.progress import ProgressDriver
+from lean_kernel.results import FAILED
+
+__all__ = ["KEPT_BATCHES", "BatchKeeper", "BatchRun", "titled"]
+
+#: Batches kept for status tables and ``%batch`` (the running ones and the last finished ones).
+KEPT_BATCHES = 20
+
+
+@dataclass
+class BatchRun:
+    """One batch magic: the name its results are kept under, its handle and progress view."""
+
+    name: str
+    handle: BatchHandle
+    progress: ProgressDriver | None = None
+    workers: int = 0
+
+    @property
+    def state(self) -> str:
+        if self.handle.cancelled:
+            return "cancelled"
+        return "done" if self.handle.done() else "running"
+
+    def row(self) -> dict[str, Any]:
+        """One line of a status table."""
+        statuses = self.handle.results.statuses
+        return {
+            "results": self.name,
+            "done": f"{self.handle.done_count}/{self.handle.total}",
+            "ok": sum(status in ("ok", "sorry") for status in statuses),
+            "failed": sum(status in FAILED for status in statuses),
+            "state": self.state,
+            "elapsed (s)": round(self.handle.elapsed, 1),
+        }
+
+
+class BatchKeeper:
+    """The pool batches run on (made on first use, warm across batches) and the last batches."""
+
+    def __init__(self, kept: int = KEPT_BATCHES) -> None:
+        self.kept = kept
+        self.batches: list[BatchRun] = []
+        self.pool: LeanServerPool | None = None
+        self._requested: int | None = None
+        self._lock = threading.RLock()
+
+    def pool_for(
+        self,
+        make_config: Callable[[], LeanREPLConfig],
+        workers: int | None,
+        *,
+        max_process_memory: float | None = None,
+        note: Callable[[str], None] = print,
+    ) -> LeanServerPool:
+        """The pool for a batch asking for ``workers`` (None: whatever runs, else the default).
+
+        A pool of another size is made anew, unless a batch still runs on the current one (the
+        new batch then joins it, and ``note`` says so). ``make_config`` is only called for a new
+        pool. A pool capped by memory warns (``RuntimeWarning``) when it is made.
+        """
+        with self._lock:
+            pool = self.pool
+            if pool is not None and pool.closed:
+                pool = self.pool = None
+            if pool is not None and workers is not None and workers != self._requested:
+                if self.running():
+                    note(
+                        f"A batch is running on the {pool.num_workers}-worker pool; this one "
+                        "joins it (cancel the running batch to change the number of workers)."
+                    )
+                else:
+                    self.close_pool()
+                    pool = None
+            if pool is None:
+                pool = LeanServerPool(
+                    make_config(), num_workers=workers, max_process_memory=max_process_memory
+                )
+                self.pool = pool
+                self._requested = workers if workers is not None else pool.num_workers
+            return pool
+
+    def running(self) -> list[BatchRun]:
+        """The kept batches that have not finished."""
+        return [run for run in self.batches if not run.handle.done()]
+
+    def add(self, run: BatchRun) -> None:
+        """Keep ``run`` (replacing an earlier batch of the same name), dropping the oldest."""
+        with self._lock:
+            others = [kept for kept in self.batches if kept.name != run.name]
+            self.batches = [*others[-(self.kept - 1) :], run] if self.kept > 1 else [run]
+
+    def find(self, name: str) -> BatchRun | None:
+        """The kept batch called ``name``."""
+        return next((run for run in reversed(self.batches) if run.name == name), None)
+
+    def close_pool(self) -> None:
+        """Close the pool (cancelling what runs on it); the next batch makes a new one."""
+        with self._lock:
+            pool, self.pool = self.pool, None
+            self._requested = None
+        if pool is not None:
+            pool.close()
+
+    def close(self) -> None:
+        """Cancel running batches and close the pool: no REPL of the pool is left."""
+        for run in self.running():
+            run.handle.cancel()
+        self.close_pool()
+
+    # -- status tables -------------------------------------------------------------------------
+
+    def pool_rows(self) -> list[dict[str, Any]] | None:
+        """One row per worker of the pool; None when no pool runs."""
+        pool = self.pool
+        if pool is None or pool.closed:
+            return None
+        return [
+            {
+                "worker": w["worker"],
+                "pid": w["pid"],
+                "alive": w["alive"],
+                "busy": w["busy"],
+                "memory (MB)": w["memory_mb"],
+                "headers held": w["headers"],
+                "restarts": w["restarts"],
+            }
+            for w in pool.status()["workers"]
+        ]
+
+    def pool_title(self) -> str:
+        pool = self.pool
+        return f"Batch pool: {pool.capacity_note}" if pool is not None else "Batch pool"
+
+    def batch_rows(self) -> list[dict[str, Any]]:
+        """One row per kept batch, oldest first."""
+        return [run.row() for run in self.batches]
+
+
+def titled(title: str, bundle: dict[str, str]) -> dict[str, str]:
+    """``bundle`` (text/plain and text/html, e.g. a ``render_table``) under a bold title."""
+    return {
+        "text/plain": f"{title}\n{bundle['text/plain']}",
+        "text/html": f"<div><b>{html.escape(title)}</b></div>{bundle['text/html']}",
+    }
