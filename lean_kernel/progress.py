@@ -208,6 +208,10 @@ class WidgetProgress:
             self.cancel_button.on_click(lambda _button: on_cancel())
         else:
             self.cancel_button.disabled = True
+        # Side by side the HTML parts would read "failed 0 0.9 s elapsed": space them out.
+        for part in (self.counts, self.times):
+            part.layout.margin = "0 0 0 1em"
+        self.cancel_button.layout.margin = "0 0 0 1em"
         self.widget = widgets.HBox([self.bar, self.counts, self.times, self.cancel_button])
         self._shown = False
         self._closed = False

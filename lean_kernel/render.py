@@ -68,56 +68,68 @@ _ANSI_RESET = "\x1b[0m"
 # A multi-line range longer than this shows its first and last lines only.
 _MAX_RANGE_LINES = 5
 
+# Every rule is scoped under ``.lk-root.lk-root`` (written ``S`` at the start of a selector
+# below): the doubled class outranks JupyterLab's and nbconvert's own output rules, e.g.
+# ``.jp-ThemedContainer .jp-RenderedHTMLCommon pre`` (a background, a line height and no padding
+# for every ``<pre>``), which a single class ties with or loses to. Colours come from JupyterLab's
+# CSS variables (with light fallbacks for other frontends), so JupyterLab Dark and other themes
+# recolour the output. Boxes use the code editor's background, and each severity the shade of its
+# colour that stays readable in both Light and Dark (``color0`` for warnings, and for info heads;
+# else ``color1``): bold heads >= 3:1 on their box, underlines >= 3:1 on the output, checked in
+# tests/test_browser.py.
+_SCOPE = ".lk-root.lk-root"
 _CSS = """
 .lk-root{font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px);
 line-height:var(--jp-code-line-height,1.4);color:var(--jp-content-font-color1,rgba(0,0,0,.87));
-max-width:100%;overflow-x:auto;box-sizing:border-box}
-.lk-root pre{margin:0;padding:0;border:0;font:inherit;color:inherit;background:none}
-.lk-root .lk-src{white-space:pre;max-width:100%;overflow-x:auto;padding-bottom:4px}
-.lk-root .lk-ln{display:inline-block;min-width:3ch;padding-right:1ch;margin-right:1ch;
+max-width:100%;overflow-x:auto;box-sizing:border-box;word-break:normal;text-align:left}
+S pre{margin:0;padding:0;border:0;font:inherit;color:inherit;background:none;
+word-break:normal;overflow:visible}
+S .lk-src{white-space:pre;max-width:100%;overflow-x:auto;padding:0 0 6px 0}
+S .lk-ln{display:inline-block;min-width:3ch;padding-right:1ch;margin-right:1ch;
 text-align:right;color:var(--jp-content-font-color3,rgba(0,0,0,.38));
 border-right:1px solid var(--jp-border-color2,#e0e0e0);user-select:none}
-.lk-root .lk-gap{color:var(--jp-content-font-color3,rgba(0,0,0,.38));user-select:none}
-.lk-root .lk-diag{text-decoration-line:underline;text-decoration-style:wavy;
-text-decoration-skip-ink:none;text-underline-offset:3px}
-.lk-root .lk-diag.lk-error{text-decoration-color:var(--jp-error-color1,#d32f2f)}
-.lk-root .lk-diag.lk-warning{text-decoration-color:var(--jp-warn-color1,#f57c00)}
-.lk-root .lk-diag.lk-info{text-decoration-color:var(--jp-info-color1,#0288d1)}
-.lk-root .lk-diag.lk-trace,.lk-root .lk-diag.lk-other{
+S .lk-gap{color:var(--jp-content-font-color3,rgba(0,0,0,.38));user-select:none}
+S .lk-diag{text-decoration-line:underline;text-decoration-style:wavy;
+text-decoration-skip-ink:none;text-decoration-thickness:1px;text-underline-offset:2px}
+S .lk-diag.lk-error{text-decoration-color:var(--jp-error-color1,#d32f2f)}
+S .lk-diag.lk-warning{text-decoration-color:var(--jp-warn-color0,#e65100)}
+S .lk-diag.lk-info{text-decoration-color:var(--jp-info-color1,#0097a7)}
+S .lk-diag.lk-trace,S .lk-diag.lk-other{
 text-decoration-color:var(--jp-content-font-color2,rgba(0,0,0,.54))}
-.lk-root .lk-diag.lk-sorry{text-decoration-style:dotted;
+S .lk-diag.lk-sorry{text-decoration-style:dotted;text-decoration-thickness:2px;
 text-decoration-color:var(--jp-success-color1,#388e3c)}
-.lk-root .lk-msg,.lk-root .lk-status{margin:2px 0 6px 4ch;padding:2px 8px;
-border-left:3px solid var(--jp-content-font-color2,rgba(0,0,0,.54));
-background:var(--jp-layout-color2,#eeeeee);white-space:pre-wrap;overflow-wrap:anywhere;
-max-width:100%;overflow-x:auto;box-sizing:border-box}
-.lk-root .lk-head{font-weight:bold}
-.lk-root .lk-msg.lk-error{border-left-color:var(--jp-error-color1,#d32f2f)}
-.lk-root .lk-msg.lk-error .lk-head{color:var(--jp-error-color1,#d32f2f)}
-.lk-root .lk-msg.lk-warning{border-left-color:var(--jp-warn-color1,#f57c00)}
-.lk-root .lk-msg.lk-warning .lk-head{color:var(--jp-warn-color1,#f57c00)}
-.lk-root .lk-msg.lk-info{border-left-color:var(--jp-info-color1,#0288d1)}
-.lk-root .lk-msg.lk-info .lk-head{color:var(--jp-info-color1,#0288d1)}
-.lk-root .lk-status.lk-ok{border-left-color:var(--jp-success-color1,#388e3c)}
-.lk-root .lk-goal{margin:2px 0 6px 4ch;padding:2px 8px;max-width:100%;overflow-x:auto;
-border-left:3px solid var(--jp-success-color1,#388e3c);background:var(--jp-layout-color2,#eeeeee);
-box-sizing:border-box}
-.lk-root .lk-goal>summary{cursor:pointer;color:var(--jp-content-font-color2,rgba(0,0,0,.54))}
-.lk-root .lk-goal-text{white-space:pre-wrap;overflow-wrap:anywhere}
-.lk-root .lk-turnstile{font-weight:bold}
-.lk-root .lk-case{color:var(--jp-content-font-color2,rgba(0,0,0,.54))}
-.lk-root .lk-output{white-space:pre-wrap;overflow-wrap:anywhere;margin:0 0 6px 0}
-.lk-root table.lk-table{border-collapse:collapse;margin:0;font:inherit;color:inherit;
+S .lk-msg,S .lk-status,S .lk-goal{margin:2px 0 6px 4ch;padding:2px 8px;max-width:100%;
+box-sizing:border-box;background:var(--jp-cell-editor-background,#f5f5f5);
+border-left:3px solid var(--jp-content-font-color2,rgba(0,0,0,.54))}
+S .lk-msg{display:grid;grid-template-columns:max-content minmax(0,1fr);column-gap:1ch}
+S .lk-msg .lk-text,S .lk-status{white-space:pre-wrap;overflow-wrap:anywhere}
+S .lk-head{font-weight:bold;white-space:nowrap}
+S .lk-msg.lk-error{border-left-color:var(--jp-error-color1,#d32f2f)}
+S .lk-msg.lk-error .lk-head{color:var(--jp-error-color1,#d32f2f)}
+S .lk-msg.lk-warning{border-left-color:var(--jp-warn-color0,#e65100)}
+S .lk-msg.lk-warning .lk-head{color:var(--jp-warn-color0,#e65100)}
+S .lk-msg.lk-info{border-left-color:var(--jp-info-color0,#006064)}
+S .lk-msg.lk-info .lk-head{color:var(--jp-info-color0,#006064)}
+S .lk-status.lk-ok{border-left-color:var(--jp-success-color1,#388e3c)}
+S .lk-goal{border-left-color:var(--jp-success-color1,#388e3c)}
+S .lk-goal>summary{cursor:pointer;color:var(--jp-content-font-color2,rgba(0,0,0,.54));
+display:list-item}
+S .lk-goal-text{white-space:pre-wrap;overflow-wrap:anywhere}
+S .lk-turnstile{font-weight:bold}
+S .lk-case{color:var(--jp-content-font-color2,rgba(0,0,0,.54))}
+S .lk-output{white-space:pre-wrap;overflow-wrap:anywhere;margin:0 0 6px 0}
+S table.lk-table{border-collapse:collapse;margin:0;font:inherit;color:inherit;
 table-layout:auto;max-width:100%}
-.lk-root table.lk-table th,.lk-root table.lk-table td{padding:2px 10px;text-align:left;
-vertical-align:top;white-space:pre-wrap;overflow-wrap:anywhere;
-border-bottom:1px solid var(--jp-border-color2,#e0e0e0);background:none;color:inherit}
-.lk-root table.lk-table th{font-weight:bold;border-bottom-color:var(--jp-border-color1,#bdbdbd)}
-.lk-root table.lk-table td.lk-num{text-align:right;font-variant-numeric:tabular-nums}
-.lk-root table.lk-table td.lk-error{color:var(--jp-error-color1,#d32f2f)}
-.lk-root table.lk-table td.lk-warning{color:var(--jp-warn-color1,#f57c00)}
-.lk-root table.lk-table td.lk-ok{color:var(--jp-success-color1,#388e3c)}
-""".replace("\n", "")
+S table.lk-table th,S table.lk-table td{padding:2px 10px;text-align:left;
+vertical-align:top;white-space:pre-wrap;overflow-wrap:break-word;line-height:inherit;
+border:0;border-bottom:1px solid var(--jp-border-color2,#e0e0e0);background:none;color:inherit}
+S table.lk-table th{font-weight:bold;white-space:nowrap;
+border-bottom-color:var(--jp-border-color1,#bdbdbd)}
+S table.lk-table td.lk-num{text-align:right;font-variant-numeric:tabular-nums}
+S table.lk-table td.lk-error{color:var(--jp-error-color1,#d32f2f)}
+S table.lk-table td.lk-warning{color:var(--jp-warn-color0,#e65100)}
+S table.lk-table td.lk-ok{color:var(--jp-success-color1,#388e3c)}
+""".replace("\n", "").replace("S ", f"{_SCOPE} ")
 _STYLE = f"<style>{_CSS}</style>"
 
 

@@ -400,11 +400,11 @@ def test_html_colours_come_only_from_jupyterlab_variables() -> None:
             assert "var(--jp-" in value, f"{prop}:{value}"
     for variable in (
         "--jp-error-color1",
-        "--jp-warn-color1",
-        "--jp-info-color1",
+        "--jp-warn-color0",  # color1 (orange 700) is under 3:1 on JupyterLab Light's boxes
+        "--jp-info-color0",
         "--jp-content-font-color1",
         "--jp-code-font-family",
-        "--jp-layout-color2",
+        "--jp-cell-editor-background",
     ):
         assert f"var({variable}," in style
 
@@ -415,13 +415,77 @@ def test_html_is_self_contained() -> None:
     assert not re.search(r"https?://|url\(|@import|<link|<script", without_text)
 
 
-def test_html_long_lines_wrap_or_scroll_instead_of_overflowing() -> None:
-    page = render_html("x" * 500, [msg(1, 0, 1, 3, "y" * 2000)])
+def css_rules(page: str) -> dict[str, dict[str, str]]:
+    """The declarations of the output's inline stylesheet, by selector (merged in order)."""
     style = re.search(r"<style>(.*)</style>", page, re.S).group(1)
-    msg_rule = re.search(r"\.lk-root \.lk-msg,[^{]*\{([^}]*)\}", style).group(1)
-    assert "white-space:pre-wrap" in msg_rule
-    assert "max-width:100%" in msg_rule and "overflow-x:auto" in msg_rule
-    assert re.search(r"\.lk-root\{[^}]*max-width:100%;overflow-x:auto", style)
+    rules: dict[str, dict[str, str]] = {}
+    for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", style):
+        declarations = dict(
+            (name.strip(), value.strip())
+            for name, _, value in (d.partition(":") for d in body.split(";") if d.strip())
+        )
+        for selector in selectors.split(","):
+            rules.setdefault(selector.strip(), {}).update(declarations)
+    return rules
+
+
+def test_html_long_lines_wrap_or_scroll_instead_of_overflowing() -> None:
+    rules = css_rules(render_html("x" * 500, [msg(1, 0, 1, 3, "y" * 2000)]))
+    scope = ".lk-root.lk-root"
+    # Messages, goals and #eval output wrap, even inside a long word.
+    for part in (".lk-msg .lk-text", ".lk-status", ".lk-goal-text", ".lk-output"):
+        rule = rules[f"{scope} {part}"]
+        assert rule["white-space"] == "pre-wrap" and rule["overflow-wrap"] == "anywhere", part
+    # Boxes stay inside the cell; source lines keep their layout and scroll sideways.
+    for part in (".lk-msg", ".lk-status", ".lk-goal"):
+        assert rules[f"{scope} {part}"]["max-width"] == "100%", part
+    assert rules[f"{scope} .lk-src"]["white-space"] == "pre"
+    assert rules[f"{scope} .lk-src"]["overflow-x"] == "auto"
+    assert rules[".lk-root"]["max-width"] == "100%" and rules[".lk-root"]["overflow-x"] == "auto"
+
+
+def test_html_multi_line_message_hangs_under_its_first_line() -> None:
+    """The head (``1:29: error:``) is a column of its own: continuation lines of the message
+    start under its first line, not under the head."""
+    rules = css_rules(render_html("#check g", [msg(1, 7, 1, 8, "a\nb")]))
+    box = rules[".lk-root.lk-root .lk-msg"]
+    assert box["display"] == "grid"
+    assert box["grid-template-columns"] == "max-content minmax(0,1fr)"
+    # A grid keeps non-collapsible whitespace as an item: the box itself must not be pre-wrap.
+    assert "white-space" not in box
+    assert rules[".lk-root.lk-root .lk-head"]["white-space"] == "nowrap"
+
+
+def test_html_rules_outrank_the_frontends_output_styles() -> None:
+    """JupyterLab styles every output ``<pre>`` with ``.jp-ThemedContainer .jp-RenderedHTMLCommon
+    pre`` (specificity 0,2,1: a background, no padding); nbconvert's lab template likewise. Every
+    rule of ours but the root's is scoped ``.lk-root.lk-root`` and names our own classes, so it
+    wins (0,3,0 or more) wherever the output is shown."""
+    rules = css_rules(render_html("#check g", [msg(1, 7, 1, 8, "bad")], [sorry(1, 0, "⊢ p", 0)]))
+    for selector in rules:
+        if selector == ".lk-root":
+            continue
+        assert selector.startswith(".lk-root.lk-root "), selector
+        classes = selector.count(".")
+        elements = len(re.findall(r"(?:^|[ >])([a-z]+)", selector))
+        assert (classes, elements) >= (2, 1), selector
+        assert classes >= 3 or selector == ".lk-root.lk-root pre", selector
+    assert rules[".lk-root.lk-root pre"]["background"] == "none"
+
+
+def test_html_underlines_have_room_below_the_last_source_line() -> None:
+    """A wavy underline is drawn below the text: the scrolling source block keeps space for it,
+    or it is cut in half."""
+    rules = css_rules(render_html("#check g", [msg(1, 7, 1, 8, "bad")]))
+    padding = rules[".lk-root.lk-root .lk-src"]["padding"].split()
+    assert float(padding[2].removesuffix("px")) >= 5
+
+
+def test_html_table_headers_do_not_break_inside_words() -> None:
+    rules = css_rules(render_table([{"cell": 1, "time (s)": 0.5}])["text/html"])
+    assert rules[".lk-root.lk-root table.lk-table th"]["white-space"] == "nowrap"
+    cell = rules[".lk-root.lk-root table.lk-table td"]
+    assert cell["overflow-wrap"] == "break-word"  # not `anywhere`: "cell" never becomes "cel l"
 
 
 def test_html_folds_source_far_from_any_diagnostic() -> None:
