@@ -276,6 +276,20 @@ class LeanServerPool:
         ``show_progress`` shows a progress bar (a widget in Jupyter, a line on stderr
         elsewhere). See ``submit_batch`` for the other arguments.
         """
+        handle = self._submit_with_progress(
+            commands, show_progress, header, timeout_per_cmd, header_timeout, keep_states
+        )
+        return handle.result().responses()
+
+    def _submit_with_progress(
+        self,
+        commands: Iterable[CommandLike],
+        show_progress: bool,
+        header: str | None,
+        timeout_per_cmd: float | None,
+        header_timeout: float | None,
+        keep_states: bool,
+    ) -> BatchHandle:
         handle = self.submit_batch(
             commands,
             header=header,
@@ -287,7 +301,7 @@ class LeanServerPool:
             from lean_kernel.progress import attach_progress
 
             attach_progress(handle)
-        return handle.result().responses()
+        return handle
 
     async def async_run_batch(
         self,
@@ -300,17 +314,9 @@ class LeanServerPool:
         keep_states: bool = False,
     ) -> ResponseList:
         """``run_batch`` without blocking the event loop; cancelling the task cancels the batch."""
-        handle = self.submit_batch(
-            commands,
-            header=header,
-            timeout_per_cmd=timeout_per_cmd,
-            header_timeout=header_timeout,
-            keep_states=keep_states,
+        handle = self._submit_with_progress(
+            commands, show_progress, header, timeout_per_cmd, header_timeout, keep_states
         )
-        if show_progress:
-            from lean_kernel.progress import attach_progress
-
-            attach_progress(handle)
         try:
             results = await asyncio.wrap_future(handle.future)
         except asyncio.CancelledError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shlex
 import sys
@@ -50,6 +51,14 @@ def wait_no_repl_processes(timeout: float = 5.0) -> list[psutil.Process]:
     while (left := our_repl_processes()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+
+
+@pytest.fixture
+def no_repl_left_behind():
+    """Fail the test if a REPL it started is still running once it is over (GC included)."""
+    yield
+    gc.collect()
+    assert wait_no_repl_processes() == []
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import fake_repl_command, wait_no_repl_processes
+from conftest import fake_repl_command
 
 from lean_kernel.cli import dependency_modules, install, kernelspec_source
 
@@ -57,10 +57,7 @@ STUB_REPL = textwrap.dedent(
 )
 
 
-@pytest.fixture(autouse=True)
-def no_repl_left_behind():
-    yield
-    assert wait_no_repl_processes() == []
+pytestmark = pytest.mark.usefixtures("no_repl_left_behind")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):

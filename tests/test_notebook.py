@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 import threading
 import time
 
 import pytest
-from conftest import fake_repl_command, read_log, wait_no_repl_processes
+from conftest import fake_repl_command, read_log
 
 from lean_kernel import LeanREPLConfig, ReplCancelledError, ReplTimeoutError
 from lean_kernel.notebook import (
@@ -19,12 +18,7 @@ from lean_kernel.notebook import (
     split_tactics,
 )
 
-
-@pytest.fixture(autouse=True)
-def no_repl_left_behind():
-    yield
-    gc.collect()
-    assert wait_no_repl_processes() == []
+pytestmark = pytest.mark.usefixtures("no_repl_left_behind")
 
 
 @pytest.fixture

@@ -32,11 +32,7 @@ from lean_kernel.scheduler import Scheduler
 HEADER = "import Mathlib\nopen Nat\n"
 
 
-@pytest.fixture(autouse=True)
-def no_repl_left_behind():
-    yield
-    gc.collect()
-    assert wait_no_repl_processes() == []
+pytestmark = pytest.mark.usefixtures("no_repl_left_behind")
 
 
 def config(log, *flags: str, **options) -> LeanREPLConfig:

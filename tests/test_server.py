@@ -32,12 +32,7 @@ from lean_kernel import (
     StaleStateError,
 )
 
-
-@pytest.fixture(autouse=True)
-def no_repl_left_behind():
-    yield
-    gc.collect()
-    assert wait_no_repl_processes() == []
+pytestmark = pytest.mark.usefixtures("no_repl_left_behind")
 
 
 @pytest.fixture
