@@ -12,6 +12,8 @@ import os
 import shlex
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -33,6 +35,22 @@ def install_test_kernelspec(root: Path) -> Path:
     install(prefix=str(root), env={"LEAN_KERNEL_REPL": fake_repl_command()})
     install(prefix=str(root), name=BARE_KERNEL_NAME)
     return root / "share" / "jupyter"
+
+
+@contextmanager
+def kernelspecs_on_jupyter_path(root: Path) -> Iterator[Path]:
+    """Install the test kernelspecs under ``root`` and put them first on ``JUPYTER_PATH``
+    while the block runs (restored afterwards); yields that folder."""
+    path = install_test_kernelspec(root)
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = old
 
 
 @dataclass

@@ -7,7 +7,6 @@ runs the fake REPL with a request log, so each test can check what reached the R
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 
@@ -18,20 +17,14 @@ from kernel_harness import (
     BARE_KERNEL_NAME,
     KERNEL_NAME,
     KernelSession,
-    install_test_kernelspec,
+    kernelspecs_on_jupyter_path,
 )
 
 
 @pytest.fixture(scope="module")
 def jupyter_path(tmp_path_factory):
-    path = install_test_kernelspec(tmp_path_factory.mktemp("jupyter"))
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("JUPYTER_PATH", None)
-    else:
-        os.environ["JUPYTER_PATH"] = old
+    with kernelspecs_on_jupyter_path(tmp_path_factory.mktemp("jupyter")) as path:
+        yield path
 
 
 class RequestLog:

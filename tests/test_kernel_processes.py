@@ -9,19 +9,13 @@ import time
 import psutil
 import pytest
 from conftest import our_repl_processes, wait_no_repl_processes
-from kernel_harness import KernelSession, install_test_kernelspec
+from kernel_harness import KernelSession, kernelspecs_on_jupyter_path
 
 
 @pytest.fixture(scope="module", autouse=True)
 def jupyter_path(tmp_path_factory):
-    path = install_test_kernelspec(tmp_path_factory.mktemp("jupyter"))
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(path)
-    yield
-    if old is None:
-        os.environ.pop("JUPYTER_PATH", None)
-    else:
-        os.environ["JUPYTER_PATH"] = old
+    with kernelspecs_on_jupyter_path(tmp_path_factory.mktemp("jupyter")):
+        yield
 
 
 def repl_of(kernel_pid: int) -> list[psutil.Process]:

@@ -6,14 +6,13 @@ and nbclient sending each cell's id as JupyterLab does, which also allows an edi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import wait_no_repl_processes
 from jupyter_core.utils import run_sync
-from kernel_harness import install_test_kernelspec
+from kernel_harness import kernelspecs_on_jupyter_path
 from nbclient import NotebookClient
 
 TOUR = Path(__file__).resolve().parents[1] / "notebooks" / "tour.ipynb"
@@ -21,14 +20,8 @@ TOUR = Path(__file__).resolve().parents[1] / "notebooks" / "tour.ipynb"
 
 @pytest.fixture(scope="module", autouse=True)
 def jupyter_path(tmp_path_factory):
-    path = install_test_kernelspec(tmp_path_factory.mktemp("jupyter"))
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(path)
-    yield
-    if old is None:
-        os.environ.pop("JUPYTER_PATH", None)
-    else:
-        os.environ["JUPYTER_PATH"] = old
+    with kernelspecs_on_jupyter_path(tmp_path_factory.mktemp("jupyter")):
+        yield
     assert wait_no_repl_processes() == []
 
 
