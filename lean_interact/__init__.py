@@ -11,15 +11,9 @@ import sys
 
 from lean_kernel import *  # noqa: F403
 from lean_kernel import __all__ as _engine_names
-from lean_kernel import (
-    config,
-    load_ipython_extension,
-    pool,
-    protocol,
-    server,
-    sessioncache,
-    unload_ipython_extension,
-)
+from lean_kernel import load_ipython_extension, unload_ipython_extension
+from lean_kernel.batch import pool
+from lean_kernel.engine import config, protocol, server, sessioncache
 
 for _name, _module in {
     "interface": protocol,

@@ -2,22 +2,22 @@
 
 The engine's names follow LeanInteract's (``LeanREPLConfig``, ``LeanServer``,
 ``AutoLeanServer``, ``LeanServerPool``, ``Command`` ...), so code reads the same with either.
+This module only gathers names; the code lives in the subpackages (see ARCHITECTURE.md). The
+module paths of earlier releases (``lean_kernel.server``, ``.config``, ``.pool``, ``.protocol``,
+``.sessioncache``) stay importable as aliases of the modules that now hold that code, so
+existing imports and pickled configs keep working.
 """
 
-from lean_kernel.config import LeanREPLConfig
-from lean_kernel.errors import (
-    LeanKernelError,
-    ReplCancelledError,
-    ReplCrashedError,
-    ReplMemoryError,
-    ReplProtocolError,
-    ReplSetupError,
-    ReplTimeoutError,
-    StaleStateError,
-)
-from lean_kernel.notebook import Notebook
-from lean_kernel.pool import BatchHandle, LeanServerPool
-from lean_kernel.protocol import (
+import sys as _sys
+
+from lean_kernel._version import __version__
+from lean_kernel.batch import pool, results
+from lean_kernel.batch.handle import BatchHandle
+from lean_kernel.batch.pool import LeanServerPool
+from lean_kernel.batch.results import BatchResults, ItemResult
+from lean_kernel.engine import config, protocol, server, sessioncache
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.protocol import (
     Command,
     CommandResponse,
     FileCommand,
@@ -33,11 +33,29 @@ from lean_kernel.protocol import (
     UnpickleEnvironment,
     UnpickleProofState,
 )
-from lean_kernel.results import BatchResults, ItemResult
-from lean_kernel.server import AutoLeanServer, LeanServer
-from lean_kernel.sessioncache import ReplaySessionCache
+from lean_kernel.engine.server import AutoLeanServer, LeanServer
+from lean_kernel.engine.sessioncache import ReplaySessionCache
+from lean_kernel.errors import (
+    LeanKernelError,
+    ReplCancelledError,
+    ReplCrashedError,
+    ReplMemoryError,
+    ReplProtocolError,
+    ReplSetupError,
+    ReplTimeoutError,
+    StaleStateError,
+)
+from lean_kernel.notebook import Notebook
 
-__version__ = "0.1.0"
+for _old, _module in {
+    "config": config,
+    "pool": pool,
+    "protocol": protocol,
+    "results": results,
+    "server": server,
+    "sessioncache": sessioncache,
+}.items():
+    _sys.modules.setdefault(f"{__name__}.{_old}", _module)
 
 __all__ = [
     "AutoLeanServer",
@@ -71,19 +89,20 @@ __all__ = [
     "Tactic",
     "UnpickleEnvironment",
     "UnpickleProofState",
+    "__version__",
 ]
 
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext lean_kernel``: adds ``%lean``, ``%%lean``, ``%%lean_batch``, ``%lean_config``
     and ``%lean_status`` (IPython is only imported when the extension is loaded)."""
-    from lean_kernel.magics import load_ipython_extension as load
+    from lean_kernel.ipython import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
     """``%unload_ext lean_kernel``: stops the extension's REPLs and pool."""
-    from lean_kernel.magics import unload_ipython_extension as unload
+    from lean_kernel.ipython import unload_ipython_extension as unload
 
     unload(ipython)

@@ -25,16 +25,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lean_kernel.config import (
+from lean_kernel.engine.config import (
     LeanREPLConfig,
     ReplLaunch,
     find_lake_project,
     normalize_lean_version,
 )
+from lean_kernel.engine.protocol import Command, CommandResponse
+from lean_kernel.engine.server import LeanServer
+from lean_kernel.engine.settings import KernelSettings
 from lean_kernel.errors import LeanKernelError, ReplSetupError
-from lean_kernel.protocol import Command, CommandResponse
-from lean_kernel.server import LeanServer
-from lean_kernel.settings import KernelSettings
 
 KERNEL_NAME = "lean4"
 DOCTOR_TIMEOUT_S = 600.0
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``lean-kernel`` / ``python -m lean_kernel`` command line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "kernel":
-        from lean_kernel.kernel import main as kernel_main
+        from lean_kernel.kernel.kernel import main as kernel_main
 
         kernel_main(argv[1:])
         return 0

@@ -70,7 +70,7 @@ def request_log(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake_config(request_log: Path):
     """A LeanREPLConfig that runs the fake REPL with a request log."""
-    from lean_kernel.config import LeanREPLConfig
+    from lean_kernel.engine.config import LeanREPLConfig
 
     return LeanREPLConfig(repl_command=fake_repl_command("--log", str(request_log)))
 

@@ -8,23 +8,23 @@ import pickle
 
 import pytest
 
-from lean_kernel.batchargs import (
+from lean_kernel.batch.args import (
     BatchArgsError,
     commands_from_value,
     parse_batch_args,
     split_commands,
 )
-from lean_kernel.errors import ReplTimeoutError
-from lean_kernel.headers import shift_response, split_header, split_imports
-from lean_kernel.progress import (
+from lean_kernel.batch.headers import shift_response, split_header, split_imports
+from lean_kernel.batch.results import BatchResults, ItemResult, status_of
+from lean_kernel.display.progress import (
     DisplayProgress,
     ProgressState,
     StreamProgress,
     WidgetProgress,
     make_progress,
 )
-from lean_kernel.protocol import CommandResponse, Message, Pos
-from lean_kernel.results import BatchResults, ItemResult, status_of
+from lean_kernel.engine.protocol import CommandResponse, Message, Pos
+from lean_kernel.errors import ReplTimeoutError
 
 # -- headers -------------------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lean_kernel.abbreviations import ABBREVIATIONS, expand, matching
-from lean_kernel.completion import (
+from lean_kernel.text.abbreviations import ABBREVIATIONS, expand, matching
+from lean_kernel.text.completion import (
     COMMANDS,
     KEYWORDS,
     TACTICS,
@@ -15,7 +15,7 @@ from lean_kernel.completion import (
     is_complete,
     name_at,
 )
-from lean_kernel.syntax import declared_names, is_id_first, is_id_rest, mask
+from lean_kernel.text.syntax import declared_names, is_id_first, is_id_rest, mask
 
 
 def at_end(code: str, names: tuple[str, ...] = ()) -> CompletionResult:

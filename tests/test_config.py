@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lean_kernel import config as config_module
-from lean_kernel.config import (
+from lean_kernel.engine import config as config_module
+from lean_kernel.engine.config import (
     DEFAULT_LEAN_VERSION,
     DEFAULT_REPL_REV,
     FORK_REPL_GIT,

@@ -15,10 +15,10 @@ from conftest import fake_repl_command, our_repl_processes, read_log, wait_no_re
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-import lean_kernel.capacity as capacity_module
-from lean_kernel.cellresult import LeanCellError, LeanResult
-from lean_kernel.magics import LeanMagics
-from lean_kernel.results import BatchResults
+import lean_kernel.batch.capacity as capacity_module
+from lean_kernel.batch.results import BatchResults
+from lean_kernel.ipython.magics import LeanMagics
+from lean_kernel.ipython.result import LeanCellError, LeanResult
 
 HEADER = "import Mathlib\nopen Nat\n"
 

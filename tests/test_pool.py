@@ -15,7 +15,7 @@ import psutil
 import pytest
 from conftest import fake_repl_command, our_repl_processes, read_log, wait_no_repl_processes
 
-import lean_kernel.capacity as capacity_module
+import lean_kernel.batch.capacity as capacity_module
 from lean_kernel import (
     Command,
     CommandResponse,
@@ -26,8 +26,8 @@ from lean_kernel import (
     ReplCrashedError,
     ReplTimeoutError,
 )
-from lean_kernel.batch import BatchItem, BatchJob, run_job
-from lean_kernel.scheduler import Scheduler
+from lean_kernel.batch.jobs import BatchItem, BatchJob, run_job
+from lean_kernel.batch.scheduler import Scheduler
 
 HEADER = "import Mathlib\nopen Nat\n"
 
@@ -202,7 +202,7 @@ def test_unit_of_work_is_a_picklable_function_of_config_and_commands(request_log
     )
     outcome = pickle.loads(pickle.dumps(run_job(pickle.loads(pickle.dumps(job)))))
     assert outcome.results[0].response.messages[0].data == "42"
-    from lean_kernel.workers import close_all_worker_sets
+    from lean_kernel.batch.workers import close_all_worker_sets
 
     close_all_worker_sets()
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lean_kernel.protocol import (
+from lean_kernel.engine.protocol import (
     BaseREPLQuery,
     BaseREPLResponse,
     Command,

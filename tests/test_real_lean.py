@@ -17,8 +17,8 @@ import pytest
 from conftest import TRANSCRIPTS
 
 from lean_kernel import AutoLeanServer, Command, LeanREPLConfig, Notebook, ProofStep
+from lean_kernel.engine.protocol import parse_request, parse_response
 from lean_kernel.errors import ReplSetupError
-from lean_kernel.protocol import parse_request, parse_response
 
 pytestmark = [pytest.mark.real_lean, pytest.mark.timeout(3600)]
 

@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from lean_kernel.protocol import (
+from lean_kernel.display.render import (
+    eval_outputs,
+    is_error,
+    render_error_summary,
+    render_html,
+    render_plain,
+    render_result,
+    render_table,
+)
+from lean_kernel.engine.protocol import (
     CommandResponse,
     LeanError,
     Message,
@@ -19,15 +28,6 @@ from lean_kernel.protocol import (
     Sorry,
     parse_request,
     parse_response,
-)
-from lean_kernel.render import (
-    eval_outputs,
-    is_error,
-    render_error_summary,
-    render_html,
-    render_plain,
-    render_result,
-    render_table,
 )
 
 TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "repl-transcripts"

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lean_kernel.config import LeanREPLConfig
-from lean_kernel.handle import BatchHandle
-from lean_kernel.pool import LeanServerPool
-from lean_kernel.progress import ProgressDriver
-from lean_kernel.results import FAILED
+from lean_kernel.batch.handle import BatchHandle
+from lean_kernel.batch.pool import LeanServerPool
+from lean_kernel.batch.results import FAILED
+from lean_kernel.display.progress import ProgressDriver
+from lean_kernel.engine.config import LeanREPLConfig
 
 __all__ = ["KEPT_BATCHES", "BatchKeeper", "BatchRun", "titled"]
 

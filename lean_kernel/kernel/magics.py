@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lean_kernel.batchargs import BatchArgsError, parse_batch_args, split_commands
-from lean_kernel.batchrun import titled
-from lean_kernel.config import LeanREPLConfig
-from lean_kernel.protocol import LeanError
-from lean_kernel.render import render_result, render_table
-from lean_kernel.results import ItemResult
+from lean_kernel.batch.args import BatchArgsError, parse_batch_args, split_commands
+from lean_kernel.batch.keeper import titled
+from lean_kernel.batch.results import ItemResult
+from lean_kernel.display.render import render_result, render_table
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.protocol import LeanError
 
 if TYPE_CHECKING:
-    from lean_kernel.kernel import LeanKernel
+    from lean_kernel.kernel.kernel import LeanKernel
 
 Reply = dict[str, Any]
 Handler = Callable[["LeanKernel", "CellPlan", str], "Reply | None | Awaitable[Reply | None]"]

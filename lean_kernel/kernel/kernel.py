@@ -1,9 +1,9 @@
 """The Jupyter kernel for Lean 4: cells are Lean commands over one REPL, kept as a document.
 
 ``LeanKernel`` is a thin ``ipykernel.kernelbase.Kernel`` subclass: the document model lives in
-``lean_kernel.notebook``, rendering in ``lean_kernel.render``, magics in
-``lean_kernel.kernelmagics``, completion in ``lean_kernel.completion``. This module turns their
-results into Jupyter messages.
+``lean_kernel.notebook``, rendering in ``lean_kernel.display.render``, magics in
+``lean_kernel.kernel.magics``, completion in ``lean_kernel.text.completion``. This module turns
+their results into Jupyter messages.
 
 Output of a Lean cell: ``#eval`` output as a ``stdout`` stream (it is program output); the other
 diagnostics and goals as one ``display_data`` (text/plain and themed text/html); Lean errors make
@@ -43,11 +43,16 @@ from typing import Any
 from ipykernel.kernelbase import Kernel
 from traitlets import Float
 
-from lean_kernel import __version__
-from lean_kernel.batchargs import BatchArgs
-from lean_kernel.batchrun import BatchKeeper, BatchRun
-from lean_kernel.completion import check_complete, complete, name_at
-from lean_kernel.config import LeanREPLConfig, ReplLaunch
+from lean_kernel._version import __version__
+from lean_kernel.batch.args import BatchArgs
+from lean_kernel.batch.handle import BatchHandle
+from lean_kernel.batch.keeper import BatchKeeper, BatchRun
+from lean_kernel.batch.pool import LeanServerPool
+from lean_kernel.display.progress import attach_progress
+from lean_kernel.display.render import eval_outputs, is_error, render_error_summary, render_result
+from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
+from lean_kernel.engine.protocol import CommandResponse, LeanError, ProofStepResponse
+from lean_kernel.engine.settings import KernelSettings
 from lean_kernel.errors import (
     LeanKernelError,
     ReplCancelledError,
@@ -57,8 +62,7 @@ from lean_kernel.errors import (
     ReplSetupError,
     ReplTimeoutError,
 )
-from lean_kernel.handle import BatchHandle
-from lean_kernel.kernelmagics import CellPlan, MagicError, lookup, parse_cell
+from lean_kernel.kernel.magics import CellPlan, MagicError, lookup, parse_cell
 from lean_kernel.notebook import (
     ImportPlacementError,
     Notebook,
@@ -66,12 +70,8 @@ from lean_kernel.notebook import (
     Recheck,
     ReplUnavailableError,
 )
-from lean_kernel.pool import LeanServerPool
-from lean_kernel.progress import attach_progress
-from lean_kernel.protocol import CommandResponse, LeanError, ProofStepResponse
-from lean_kernel.render import eval_outputs, is_error, render_error_summary, render_result
-from lean_kernel.settings import KernelSettings
-from lean_kernel.syntax import declared_names
+from lean_kernel.text.completion import check_complete, complete, name_at
+from lean_kernel.text.syntax import declared_names
 
 Reply = dict[str, Any]
 

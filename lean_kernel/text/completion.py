@@ -1,7 +1,7 @@
 r"""Completion, inspection targets and `is_complete` for Lean text, without Lean.
 
 These run on every keypress in the notebook, so they answer from tables built at import and a
-small lexer (`lean_kernel.syntax`), never from the REPL:
+small lexer (`lean_kernel.text.syntax`), never from the REPL:
 
 - `complete`: after `\al` offer α, ∀, ℵ (Lean's unicode abbreviations, as in every Lean
   editor); elsewhere complete the identifier before the cursor from Lean keywords, tactics,
@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lean_kernel import abbreviations
-from lean_kernel.syntax import IDENT_RE, is_id_first, is_id_rest, mask
+from lean_kernel.text import abbreviations
+from lean_kernel.text.syntax import IDENT_RE, is_id_first, is_id_rest, mask
 
 KEYWORDS: tuple[str, ...] = (
     "abbrev", "at", "attribute", "axiom", "by", "calc", "catch", "class", "continue", "def",

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lean_kernel.engine.protocol import LeanError, ProofStepResponse
 from lean_kernel.errors import LeanKernelError
-from lean_kernel.protocol import LeanError, ProofStepResponse
-from lean_kernel.syntax import mask
+from lean_kernel.text.syntax import mask
 
 __all__ = ["ProofCell", "ProofStateError", "ProofStates", "split_tactics"]
 

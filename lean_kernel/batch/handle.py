@@ -14,11 +14,11 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from lean_kernel.batch import unregister_batch
-from lean_kernel.results import BatchResults, ItemResult
+from lean_kernel.batch.jobs import unregister_batch
+from lean_kernel.batch.results import BatchResults, ItemResult
 
 if TYPE_CHECKING:
-    from lean_kernel.dispatch import Dispatcher
+    from lean_kernel.batch.dispatch import Dispatcher
 
 __all__ = ["BatchHandle"]
 

@@ -1,11 +1,11 @@
 """``LeanServerPool``: many REPL processes checking many commands, for batches of thousands.
 
-Work is cut into jobs (a few commands sharing a header, see ``lean_kernel.batch``) that a
-dispatcher thread (``lean_kernel.dispatch``) hands to a ``concurrent.futures.Executor`` as workers
-free up, choosing for each worker the commands whose header it already holds
-(``lean_kernel.scheduler``). Each header is thus
-elaborated about once per worker, with any REPL flavour. The default executor is a thread pool
-over this process's REPLs; any other executor takes the same jobs unchanged, e.g.::
+Work is cut into jobs (a few commands sharing a header, see ``lean_kernel.batch.jobs``) that a
+dispatcher thread (``lean_kernel.batch.dispatch``) hands to a ``concurrent.futures.Executor`` as
+workers free up, choosing for each worker the commands whose header it already holds
+(``lean_kernel.batch.scheduler``). Each header is thus elaborated about once per worker, with any
+REPL flavour. The default executor is a thread pool over this process's REPLs; any other executor
+takes the same jobs unchanged, e.g.::
 
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
@@ -44,13 +44,15 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from lean_kernel.batch import BatchItem, register_batch
-from lean_kernel.capacity import WorkerPlan, default_num_workers, plan_workers
-from lean_kernel.config import LeanREPLConfig
-from lean_kernel.dispatch import Dispatcher
-from lean_kernel.handle import BatchHandle
-from lean_kernel.headers import split_header, split_imports
-from lean_kernel.protocol import (
+from lean_kernel.batch.capacity import WorkerPlan, default_num_workers, plan_workers
+from lean_kernel.batch.dispatch import Dispatcher
+from lean_kernel.batch.handle import BatchHandle
+from lean_kernel.batch.headers import split_header, split_imports
+from lean_kernel.batch.jobs import BatchItem, register_batch
+from lean_kernel.batch.results import BatchResults, ItemResult, ResponseList
+from lean_kernel.batch.scheduler import DIRECT
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.protocol import (
     BaseREPLQuery,
     Command,
     CommandResponse,
@@ -59,9 +61,7 @@ from lean_kernel.protocol import (
     ProofStep,
     ProofStepResponse,
 )
-from lean_kernel.results import BatchResults, ItemResult, ResponseList
-from lean_kernel.scheduler import DIRECT
-from lean_kernel.sessioncache import ReplaySessionCache
+from lean_kernel.engine.sessioncache import ReplaySessionCache
 
 __all__ = ["BatchHandle", "LeanServerPool", "WorkerPlan", "plan_workers"]
 
@@ -298,7 +298,7 @@ class LeanServerPool:
             keep_states=keep_states,
         )
         if show_progress:
-            from lean_kernel.progress import attach_progress
+            from lean_kernel.display.progress import attach_progress
 
             attach_progress(handle)
         return handle

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lean_kernel.config import LeanREPLConfig
+from lean_kernel.engine.config import LeanREPLConfig
 
 MEMORY_ENV_VAR = "LEAN_KERNEL_MEMORY_LIMIT_MB"
 TIMEOUT_ENV_VAR = "LEAN_KERNEL_TIMEOUT"

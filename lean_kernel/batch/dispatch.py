@@ -13,7 +13,8 @@ import threading
 import uuid
 from typing import Any
 
-from lean_kernel.batch import (
+from lean_kernel.batch.handle import BatchHandle
+from lean_kernel.batch.jobs import (
     BatchItem,
     BatchJob,
     JobOutcome,
@@ -21,14 +22,13 @@ from lean_kernel.batch import (
     failed_result,
     run_job,
 )
-from lean_kernel.config import LeanREPLConfig
+from lean_kernel.batch.results import ItemResult
+from lean_kernel.batch.scheduler import Assignment, Scheduler
+from lean_kernel.batch.workers import WorkerSet, register_worker_set
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.protocol import BaseREPLQuery
+from lean_kernel.engine.sessioncache import ReplaySessionCache
 from lean_kernel.errors import ReplCancelledError
-from lean_kernel.handle import BatchHandle
-from lean_kernel.protocol import BaseREPLQuery
-from lean_kernel.results import ItemResult
-from lean_kernel.scheduler import Assignment, Scheduler
-from lean_kernel.sessioncache import ReplaySessionCache
-from lean_kernel.workers import WorkerSet, register_worker_set
 
 __all__ = ["Dispatcher"]
 

@@ -41,7 +41,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lean_kernel.config import LeanREPLConfig
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.protocol import (
+    Command,
+    CommandResponse,
+    LeanError,
+    ProofStep,
+    ProofStepResponse,
+    Sorry,
+)
+from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.errors import (
     LeanKernelError,
     ReplCancelledError,
@@ -51,22 +60,13 @@ from lean_kernel.errors import (
     ReplTimeoutError,
     StaleStateError,
 )
-from lean_kernel.proofstates import (
+from lean_kernel.notebook.proofstates import (
     ProofCell,
     ProofStateError,
     ProofStates,
     split_tactics,
 )
-from lean_kernel.protocol import (
-    Command,
-    CommandResponse,
-    LeanError,
-    ProofStep,
-    ProofStepResponse,
-    Sorry,
-)
-from lean_kernel.server import AutoLeanServer
-from lean_kernel.syntax import declared_names, mask
+from lean_kernel.text.syntax import declared_names, mask
 
 __all__ = [
     "Cell",

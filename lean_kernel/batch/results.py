@@ -19,14 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
-from lean_kernel.errors import (
-    ReplCancelledError,
-    ReplCrashedError,
-    ReplMemoryError,
-    ReplProtocolError,
-    ReplTimeoutError,
-)
-from lean_kernel.protocol import (
+from lean_kernel.display.render import render_table
+from lean_kernel.engine.protocol import (
     CommandResponse,
     LeanError,
     Message,
@@ -34,7 +28,13 @@ from lean_kernel.protocol import (
     ProofStepResponse,
     Sorry,
 )
-from lean_kernel.render import render_table
+from lean_kernel.errors import (
+    ReplCancelledError,
+    ReplCrashedError,
+    ReplMemoryError,
+    ReplProtocolError,
+    ReplTimeoutError,
+)
 
 __all__ = ["BatchResults", "ItemResult", "ItemStatus", "ResponseList", "status_of"]
 

@@ -2,19 +2,18 @@
 
 Python users drive Lean to *use* the answers (filter statements, collect goals), so the result
 exposes ``messages``, ``sorries``, ``env`` and friends as plain attributes; displayed, it shows the
-diagnostics as the Lean kernel would (``lean_kernel.render``), with a line for cells re-checked or
-replayed first.
-"""
+diagnostics as the Lean kernel would (``lean_kernel.display.render``), with a line for cells
+re-checked or replayed first."""
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
 
+from lean_kernel.display.render import render_error_summary, render_result
+from lean_kernel.engine.protocol import CommandResponse, LeanError, Message, Pos, Sorry
 from lean_kernel.errors import LeanKernelError
 from lean_kernel.notebook import CellRun
-from lean_kernel.protocol import CommandResponse, LeanError, Message, Pos, Sorry
-from lean_kernel.render import render_error_summary, render_result
 
 __all__ = ["LeanCellError", "LeanResult"]
 

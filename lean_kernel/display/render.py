@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from lean_kernel.protocol import (
+from lean_kernel.engine.protocol import (
     CommandResponse,
     LeanError,
     Message,

@@ -19,7 +19,7 @@ import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from lean_kernel.batch import BatchItem
+from lean_kernel.batch.jobs import BatchItem
 
 __all__ = ["Assignment", "Scheduler"]
 

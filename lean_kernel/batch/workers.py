@@ -24,12 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from lean_kernel.config import LeanREPLConfig
+from lean_kernel.batch.headers import shift_response
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.protocol import Command, CommandResponse, LeanError
+from lean_kernel.engine.server import AutoLeanServer
+from lean_kernel.engine.sessioncache import ReplaySessionCache
 from lean_kernel.errors import ReplCancelledError
-from lean_kernel.headers import shift_response
-from lean_kernel.protocol import Command, CommandResponse, LeanError
-from lean_kernel.server import AutoLeanServer
-from lean_kernel.sessioncache import ReplaySessionCache
 
 __all__ = ["HeaderEnv", "Worker", "WorkerSet", "local_worker_set", "register_worker_set"]
 

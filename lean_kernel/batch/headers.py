@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lean_kernel.protocol import (
+from lean_kernel.engine.protocol import (
     CommandResponse,
     LeanError,
     Message,

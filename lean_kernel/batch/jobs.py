@@ -3,9 +3,9 @@
 A job is a few commands that share one header, plus the config to start REPLs with. It runs
 wherever an ``concurrent.futures.Executor`` sends it: on the pool's threads (the default), in a
 ``ProcessPoolExecutor``, or on a Dask / Ray cluster; it finds or starts its REPL servers in the
-process it lands in (``lean_kernel.workers``), so remote workers stay warm across jobs. It returns
-one picklable ``ItemResult`` per command; nothing a single command does (an error, a timeout, a
-crash) escapes as an exception.
+process it lands in (``lean_kernel.batch.workers``), so remote workers stay warm across jobs. It
+returns one picklable ``ItemResult`` per command; nothing a single command does (an error, a
+timeout, a crash) escapes as an exception.
 
 In the pool's own process a job also reports each item as soon as it is done, and stops at once
 when its batch is cancelled (the running REPL is killed through the server's cancel event); in
@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lean_kernel.config import LeanREPLConfig
+from lean_kernel.batch.headers import shift_response
+from lean_kernel.batch.results import ItemResult, status_of, status_of_exception
+from lean_kernel.batch.workers import HeaderEnv, Worker, local_worker_set
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.protocol import BaseREPLQuery, Command, CommandResponse, LeanError
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
-from lean_kernel.headers import shift_response
-from lean_kernel.protocol import BaseREPLQuery, Command, CommandResponse, LeanError
-from lean_kernel.results import ItemResult, status_of, status_of_exception
-from lean_kernel.workers import HeaderEnv, Worker, local_worker_set
 
 __all__ = [
     "BatchItem",

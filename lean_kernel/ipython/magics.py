@@ -29,22 +29,22 @@ import psutil
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 
-from lean_kernel.batchargs import (
+from lean_kernel.batch.args import (
     PROGRESS_MODES,
     BatchArgsError,
     commands_from_value,
     parse_batch_args,
     split_commands,
 )
-from lean_kernel.batchrun import BatchKeeper, BatchRun, titled
-from lean_kernel.cellresult import LeanResult
-from lean_kernel.config import LeanREPLConfig
+from lean_kernel.batch.keeper import BatchKeeper, BatchRun, titled
+from lean_kernel.batch.pool import LeanServerPool
+from lean_kernel.display.progress import attach_progress, ipython_send
+from lean_kernel.display.render import render_table
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.settings import KernelSettings
 from lean_kernel.errors import LeanKernelError
+from lean_kernel.ipython.result import LeanResult
 from lean_kernel.notebook import Notebook
-from lean_kernel.pool import LeanServerPool
-from lean_kernel.progress import attach_progress, ipython_send
-from lean_kernel.render import render_table
-from lean_kernel.settings import KernelSettings
 
 __all__ = ["LeanMagics", "LeanSession", "load_ipython_extension", "unload_ipython_extension"]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from lean_kernel.protocol import BaseREPLQuery
+from lean_kernel.engine.protocol import BaseREPLQuery
 
 StateKind = Literal["env", "proof_state"]
 

@@ -22,7 +22,19 @@ from typing import Any
 
 import psutil
 
-from lean_kernel.config import LeanREPLConfig, ReplLaunch
+from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
+from lean_kernel.engine.process import ReplProcess, kill_tree, monotonic_deadline
+from lean_kernel.engine.protocol import (
+    BaseREPLQuery,
+    Command,
+    CommandResponse,
+    FileCommand,
+    LeanError,
+    ProofStepResponse,
+    parse_request,
+    parse_response,
+)
+from lean_kernel.engine.sessioncache import ReplaySessionCache, SessionEntry, StateKind
 from lean_kernel.errors import (
     LeanKernelError,
     ReplCancelledError,
@@ -33,18 +45,6 @@ from lean_kernel.errors import (
     ReplTimeoutError,
     StaleStateError,
 )
-from lean_kernel.process import ReplProcess, kill_tree, monotonic_deadline
-from lean_kernel.protocol import (
-    BaseREPLQuery,
-    Command,
-    CommandResponse,
-    FileCommand,
-    LeanError,
-    ProofStepResponse,
-    parse_request,
-    parse_response,
-)
-from lean_kernel.sessioncache import ReplaySessionCache, SessionEntry, StateKind
 
 Response = CommandResponse | ProofStepResponse | LeanError
 

@@ -1,0 +1,1 @@
+"""Lean text without Lean: lexing, unicode abbreviations, completion and input checks."""
