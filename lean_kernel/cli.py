@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from lean_kernel.engine.config import (
@@ -33,7 +34,7 @@ from lean_kernel.engine.config import (
 )
 from lean_kernel.engine.protocol import Command, CommandResponse
 from lean_kernel.engine.server import LeanServer
-from lean_kernel.engine.settings import KernelSettings
+from lean_kernel.engine.settings import Settings
 from lean_kernel.errors import LeanKernelError, ReplSetupError
 
 KERNEL_NAME = "lean4"
@@ -139,15 +140,13 @@ def expected_version(launch: ReplLaunch) -> tuple[str | None, str]:
     return None, ""
 
 
-def doctor(config: LeanREPLConfig, settings: KernelSettings, imports: Sequence[str] = ()) -> int:
+def doctor(config: LeanREPLConfig, settings: Settings, imports: Sequence[str] = ()) -> int:
     """Say what runs and why, then prove it works. Returns the exit code."""
     print("Lean kernel doctor\n==================")
     print(config.describe())
     print(
-        f"kernel settings: timeout per cell "
-        f"{'none' if settings.timeout is None else f'{settings.timeout:g} s'}, memory limit "
-        f"{'none' if settings.memory_limit_mb is None else f'{settings.memory_limit_mb:g} MB'}"
-        f", incremental {'on' if settings.incremental else 'off'}"
+        f"kernel settings: {settings.describe_limits()}; "
+        f"incremental {'on' if settings.incremental else 'off'}"
     )
     for problem in settings.problems:
         print(f"warning: {problem}")
@@ -245,14 +244,10 @@ def _parse_env(pairs: Sequence[str]) -> dict[str, str]:
     return env
 
 
-def _config(args: argparse.Namespace, settings: KernelSettings) -> LeanREPLConfig:
+def _config(args: argparse.Namespace, settings: Settings) -> LeanREPLConfig:
     """The kernel's config (from LEAN_KERNEL_* variables), with the command line's overrides."""
-    return LeanREPLConfig(
-        args.lean_version,
-        project_dir=args.project or settings.project,
-        enable_incremental_optimization=settings.incremental,
-        working_dir=os.getcwd(),
-    )
+    project = Path(args.project) if args.project else settings.project
+    return replace(settings, project=project).config(os.getcwd(), lean_version=args.lean_version)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )  # fmt: skip
     commands.add_parser("kernel", help="run the kernel (what Jupyter starts)")
     args = parser.parse_args(argv)
-    settings = KernelSettings.from_env()
+    settings = Settings.from_env()
     if args.command == "install":
         # Default: into the virtual environment this runs in, else for the user.
         in_venv = sys.prefix != sys.base_prefix

@@ -2,22 +2,61 @@
 
 Each one subclasses the builtin that existing code already catches (a REPL timeout is a
 ``TimeoutError``, a dead REPL a ``ConnectionError`` ...), and its message says what happened and
-what to do about it.
+what to do about it. What a layer above needs to decide or to word its own report is a typed
+field (the limit that fired, the exit code, whether the command had started), never something to
+read back out of the message. Every error pickles with its fields (batch results travel back
+from worker processes).
 """
 
 from __future__ import annotations
+
+import copy
+import signal
+from typing import TypeVar
+
+_E = TypeVar("_E", bound="LeanKernelError")
 
 
 class LeanKernelError(Exception):
     """Base class of every error raised by lean_kernel."""
 
+    def reworded(self: _E, message: str) -> _E:
+        """The same error (type and fields) with another message, e.g. with context in front."""
+        twin = copy.copy(self)
+        twin.args = (message,)
+        return twin
+
 
 class ReplTimeoutError(LeanKernelError, TimeoutError):
-    """A request took longer than its timeout; the REPL process was killed."""
+    """A request took longer than its timeout; the REPL process was killed.
+
+    ``timeout`` is the limit that fired, in seconds.
+    """
+
+    def __init__(self, message: str = "", *, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
 
 
 class ReplCrashedError(LeanKernelError, ConnectionError):
-    """The REPL process exited or closed its output while a request was pending."""
+    """The REPL process exited or closed its output while a request was pending.
+
+    ``exit_code`` is the process's exit status when known (negative: killed by that signal).
+    """
+
+    def __init__(self, message: str = "", *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    @property
+    def signal_name(self) -> str | None:
+        """``SIGKILL`` ... when a signal ended the process, else None."""
+        if self.exit_code is None or self.exit_code >= 0:
+            return None
+        try:
+            return signal.Signals(-self.exit_code).name
+        except ValueError:
+            return f"signal {-self.exit_code}"
 
 
 class ReplProtocolError(LeanKernelError, ValueError):
@@ -25,11 +64,26 @@ class ReplProtocolError(LeanKernelError, ValueError):
 
 
 class ReplMemoryError(LeanKernelError, MemoryError):
-    """The REPL went over its memory limit and was killed."""
+    """The REPL went over its memory limit and was killed.
+
+    ``reason`` says which limit, in words (``the REPL used 9100 MB > max_process_memory=8000``).
+    """
+
+    def __init__(self, message: str = "", *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ReplCancelledError(LeanKernelError, InterruptedError):
-    """The request was cancelled (interrupt, or a cancel flag); the REPL process was killed."""
+    """The request was cancelled (interrupt, or a cancel flag).
+
+    ``started``: whether the command had reached the REPL (then the REPL process was killed);
+    False when it was stopped before, so nothing was lost.
+    """
+
+    def __init__(self, message: str = "", *, started: bool = True) -> None:
+        super().__init__(message)
+        self.started = started
 
 
 class StaleStateError(LeanKernelError, LookupError):

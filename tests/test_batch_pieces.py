@@ -15,7 +15,7 @@ from lean_kernel.batch.args import (
     split_commands,
 )
 from lean_kernel.batch.headers import shift_response, split_header, split_imports
-from lean_kernel.batch.results import BatchResults, ItemResult, status_of
+from lean_kernel.batch.results import BatchResults, ItemResult
 from lean_kernel.display.progress import (
     DisplayProgress,
     ProgressState,
@@ -23,6 +23,7 @@ from lean_kernel.display.progress import (
     WidgetProgress,
     make_progress,
 )
+from lean_kernel.engine.outcome import status_of
 from lean_kernel.engine.protocol import CommandResponse, Message, Pos
 from lean_kernel.errors import ReplTimeoutError
 

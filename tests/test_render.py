@@ -12,13 +12,13 @@ import pytest
 
 from lean_kernel.display.render import (
     eval_outputs,
-    is_error,
     render_error_summary,
     render_html,
     render_plain,
     render_result,
     render_table,
 )
+from lean_kernel.engine.outcome import failed as is_error
 from lean_kernel.engine.protocol import (
     CommandResponse,
     LeanError,

@@ -8,10 +8,13 @@ Shared by the IPython extension and the Lean kernel, so both read
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from lean_kernel.engine.settings import parse_seconds
 
 __all__ = [
     "DEFAULT_OUTPUT",
@@ -44,6 +47,7 @@ class BatchArgs:
     """What a ``%%lean_batch`` line asks for (None: the session's default)."""
 
     workers: int | None = None
+    #: seconds per command; ``math.inf``: no limit; None: the session's default
     timeout: float | None = None
     header: str | None = None
     output: str = DEFAULT_OUTPUT
@@ -57,10 +61,19 @@ class _Parser(argparse.ArgumentParser):
         raise BatchArgsError(f"{message}\nusage: {self.usage}")
 
 
+def _timeout(text: str) -> float:
+    """Seconds per command; ``math.inf`` for the words meaning no limit (``-t none``)."""
+    try:
+        value = parse_seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return math.inf if value is None else value
+
+
 def _parser(usage: str) -> _Parser:
     parser = _Parser(prog="%%lean_batch", add_help=False, usage=usage)
     parser.add_argument("-w", "--workers", type=int)
-    parser.add_argument("-t", "--timeout", type=float)
+    parser.add_argument("-t", "--timeout", type=_timeout)
     parser.add_argument("--header")
     parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT)
     parser.add_argument("--sep", "--separator", dest="separator", default=DEFAULT_SEPARATOR)
@@ -81,8 +94,6 @@ def parse_batch_args(line: str, usage: str = USAGE) -> BatchArgs:
     args = _parser(usage).parse_args(words)
     if args.workers is not None and args.workers < 1:
         raise BatchArgsError(f"-w needs at least 1 worker, not {args.workers}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise BatchArgsError(f"-t needs a positive number of seconds, not {args.timeout:g}")
     for name in ("output", "input"):
         value = getattr(args, name)
         if value is not None and not value.isidentifier():

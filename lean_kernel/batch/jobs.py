@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lean_kernel.batch.headers import shift_response
-from lean_kernel.batch.results import ItemResult, status_of, status_of_exception
+from lean_kernel.batch.results import ItemResult
 from lean_kernel.batch.workers import HeaderEnv, Worker, local_worker_set
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.outcome import status_of, status_of_exception
 from lean_kernel.engine.protocol import BaseREPLQuery, Command, CommandResponse, LeanError
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from lean_kernel.batch.handle import BatchHandle
 from lean_kernel.batch.pool import LeanServerPool
-from lean_kernel.batch.results import FAILED
 from lean_kernel.display.progress import ProgressDriver
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.outcome import ACCEPTED, FAILED
 
 __all__ = ["KEPT_BATCHES", "BatchKeeper", "BatchRun", "titled"]
 
@@ -47,7 +47,7 @@ class BatchRun:
         return {
             "results": self.name,
             "done": f"{self.handle.done_count}/{self.handle.total}",
-            "ok": sum(status in ("ok", "sorry") for status in statuses),
+            "ok": sum(status in ACCEPTED for status in statuses),
             "failed": sum(status in FAILED for status in statuses),
             "state": self.state,
             "elapsed (s)": round(self.handle.elapsed, 1),

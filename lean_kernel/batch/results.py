@@ -17,9 +17,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, overload
 
 from lean_kernel.display.render import render_table
+from lean_kernel.engine.outcome import ACCEPTED, FAILED, STATUSES, Status
 from lean_kernel.engine.protocol import (
     CommandResponse,
     LeanError,
@@ -28,54 +29,17 @@ from lean_kernel.engine.protocol import (
     ProofStepResponse,
     Sorry,
 )
-from lean_kernel.errors import (
-    ReplCancelledError,
-    ReplCrashedError,
-    ReplMemoryError,
-    ReplProtocolError,
-    ReplTimeoutError,
-)
 
-__all__ = ["BatchResults", "ItemResult", "ItemStatus", "ResponseList", "status_of"]
+__all__ = ["BatchResults", "ItemResult", "ItemStatus", "ResponseList"]
 
 Response = CommandResponse | ProofStepResponse | LeanError
 
-ItemStatus = Literal[
-    "pending", "ok", "sorry", "error", "timeout", "crashed", "cancelled", "exception"
-]
-"""``ok``: Lean accepted the command; ``sorry``: accepted but with ``sorry``; ``error``: Lean
-reported an error (or refused the request); ``timeout``: over ``timeout_per_cmd``; ``crashed``: the
-REPL died, misbehaved or ran out of memory; ``cancelled``: not run (or stopped) by a cancel;
-``exception``: any other Python exception (the item's ``error`` holds it)."""
+ItemStatus = Status
+"""An item's status: ``pending`` until it finishes, then one of ``lean_kernel.engine.outcome``'s."""
 
-FAILED: frozenset[str] = frozenset({"error", "timeout", "crashed", "cancelled", "exception"})
-
-_SORRY_WARNINGS = ("declaration uses `sorry`", "declaration uses 'sorry'")
 # Rows shown by the rich display; the rest is one `to_pandas()` away.
 _SHOWN_ROWS = 30
 _SHOWN_TEXT = 60
-
-
-def status_of(response: Response) -> ItemStatus:
-    """The status of an item Lean answered."""
-    if isinstance(response, LeanError) or response.has_errors():
-        return "error"
-    if isinstance(response, ProofStepResponse) and response.proof_status.startswith("Error"):
-        return "error"
-    if response.sorries or any(m.data in _SORRY_WARNINGS for m in response.messages):
-        return "sorry"
-    return "ok"
-
-
-def status_of_exception(error: BaseException) -> ItemStatus:
-    """The status of an item whose run raised ``error``."""
-    if isinstance(error, ReplTimeoutError):
-        return "timeout"
-    if isinstance(error, ReplCancelledError):
-        return "cancelled"
-    if isinstance(error, (ReplCrashedError, ReplProtocolError, ReplMemoryError)):
-        return "crashed"
-    return "exception"
 
 
 @dataclass(frozen=True)
@@ -98,7 +62,7 @@ class ItemResult:
     @property
     def ok(self) -> bool:
         """Whether Lean accepted the command (``sorry`` allowed)."""
-        return self.status in ("ok", "sorry")
+        return self.status in ACCEPTED
 
     @property
     def done(self) -> bool:
@@ -312,7 +276,7 @@ class BatchResults(Sequence[ItemResult]):
         return {
             "total": len(self._items),
             "done": self._done,
-            **{status: counts.get(status, 0) for status in _SUMMARY_STATUSES},
+            **{status: counts.get(status, 0) for status in STATUSES},
             "wall_time": round(self.elapsed, 3),
             "item_time": round(sum(self.times), 3),
             "header_time": round(sum(item.header_time for item in self._items), 3),
@@ -321,7 +285,7 @@ class BatchResults(Sequence[ItemResult]):
     def summary_line(self) -> str:
         """The summary in one line, e.g. ``200 items: 190 ok, 10 error; 12.3 s``."""
         counts = self.counts()
-        parts = [f"{counts[s]} {s}" for s in ("pending", *_SUMMARY_STATUSES) if counts.get(s)]
+        parts = [f"{counts[s]} {s}" for s in ("pending", *STATUSES) if counts.get(s)]
         return f"{self.label}: {len(self._items)} items: {', '.join(parts)}; {self.elapsed:.1f} s"
 
     def responses(self) -> ResponseList:
@@ -385,9 +349,6 @@ class BatchResults(Sequence[ItemResult]):
 
     def __repr__(self) -> str:
         return f"<BatchResults {self.summary_line()}>"
-
-
-_SUMMARY_STATUSES = ("ok", "sorry", "error", "timeout", "crashed", "cancelled", "exception")
 
 
 def _escape(text: str) -> str:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TextIO
 
+from lean_kernel.engine.outcome import FAILED
+
 __all__ = [
     "DisplayProgress",
     "ProgressDriver",
@@ -43,8 +45,6 @@ Send = Callable[[str, dict[str, Any]], None]
 """Sends one iopub message: ``send("display_data" | "update_display_data", content)``."""
 
 ProgressMode = Literal["auto", "widget", "text", "stream", "none"]
-
-_FAILED = ("error", "timeout", "crashed", "cancelled", "exception")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class ProgressState:
             done=results.done,
             ok=counts.get("ok", 0),
             sorry=counts.get("sorry", 0),
-            failed=sum(counts.get(s, 0) for s in _FAILED),
+            failed=sum(counts.get(s, 0) for s in FAILED),
             elapsed=results.elapsed,
             eta=handle.eta(),
             finished=results.complete,

@@ -41,7 +41,6 @@ from lean_kernel.engine.protocol import (
 __all__ = [
     "GoalLike",
     "eval_outputs",
-    "is_error",
     "render_error_summary",
     "render_html",
     "render_plain",
@@ -571,18 +570,6 @@ def render_result(
     if not plain:
         return {}
     return {"text/plain": plain, "text/html": render_html(source, **args, **options)}
-
-
-def is_error(response: Response) -> bool:
-    """Whether the cell failed: a Lean error message, a failed proof step or a refused request.
-
-    Warnings (``sorry`` included) and infos are not failures.
-    """
-    if isinstance(response, LeanError):
-        return True
-    if isinstance(response, ProofStepResponse) and response.proof_status.startswith("Error"):
-        return True
-    return any(msg.severity == "error" for msg in response.messages)
 
 
 def render_error_summary(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import math
 import os
 import select
 import signal
@@ -200,5 +201,5 @@ def _libc():
 
 
 def monotonic_deadline(timeout: float | None) -> float | None:
-    """The ``time.monotonic()`` instant a timeout runs out, or None for no limit."""
-    return None if timeout is None else time.monotonic() + timeout
+    """The ``time.monotonic()`` instant a timeout runs out, or None for no limit (None or inf)."""
+    return None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout

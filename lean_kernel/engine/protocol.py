@@ -82,7 +82,7 @@ class Pos(_WireModel):
 
 # The REPL writes these messages for a declaration whose proof contains `sorry` (Lean changed the
 # quotes around 2024).
-_SORRY_WARNINGS = frozenset({"declaration uses `sorry`", "declaration uses 'sorry'"})
+SORRY_WARNINGS = frozenset({"declaration uses `sorry`", "declaration uses 'sorry'"})
 
 
 class Message(_WireModel):
@@ -152,7 +152,7 @@ class BaseREPLResponse(_WireModel):
             return False
         if allow_sorry:
             return True
-        return not self.sorries and not any(m.data in _SORRY_WARNINGS for m in self.messages)
+        return not self.sorries and not any(m.data in SORRY_WARNINGS for m in self.messages)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object the REPL would send: no nulls, empty optional lists left out."""

@@ -224,14 +224,15 @@ class LeanServer:
                 if cancel is not None and cancel.is_set():
                     self._abort(proc, "cancel")
                     raise ReplCancelledError(
-                        "The command was cancelled; the REPL process was killed."
+                        "The command was cancelled; the REPL process was killed.", started=True
                     )
                 if deadline is not None and time.monotonic() >= deadline:
                     self._abort(proc, "timeout")
                     raise ReplTimeoutError(
                         f"The REPL did not answer within {timeout:g} s; its process was killed. "
                         "Raise the timeout (run(..., timeout=...) or LeanREPLConfig(timeout=...))"
-                        " if the command needs longer."
+                        " if the command needs longer.",
+                        timeout=timeout,
                     )
 
             self._busy_since = time.monotonic()
@@ -314,10 +315,12 @@ class LeanServer:
         if reason == "memory":
             return ReplMemoryError(
                 f"The REPL went over its memory limit ({self._memory_note}) and was killed. "
-                "Raise max_process_memory / max_total_memory, or split the work."
+                "Raise max_process_memory / max_total_memory, or split the work.",
+                reason=self._memory_note,
             )
         return ReplCrashedError(
-            f"The REPL process exited (code {code}) before answering." + _stderr_note(proc)
+            f"The REPL process exited (code {code}) before answering." + _stderr_note(proc),
+            exit_code=code,
         )
 
     _memory_note = "memory limit"

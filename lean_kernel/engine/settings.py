@@ -1,10 +1,16 @@
-"""Kernel settings read from the environment (a kernelspec's ``env`` block sets them).
+"""The knobs of a Lean session, and the one place they become a ``LeanREPLConfig``.
 
-A Jupyter kernel has no command line its user sees, so its knobs are environment variables:
-``LEAN_KERNEL_REPL`` (read by ``LeanREPLConfig`` itself), ``LEAN_KERNEL_MEMORY_LIMIT_MB``,
-``LEAN_KERNEL_TIMEOUT``, ``LEAN_KERNEL_INCREMENTAL`` and ``LEAN_KERNEL_PROJECT``. A bad value
-must not stop the kernel from starting: it is ignored and reported (``problems``), so the user
-sees what to fix in the first cell's output instead of a kernel that dies silently.
+A Jupyter kernel has no command line its user sees, so its knobs are environment variables (a
+kernelspec's ``env`` block sets them): ``LEAN_KERNEL_REPL`` (read by ``LeanREPLConfig`` itself),
+``LEAN_KERNEL_MEMORY_LIMIT_MB``, ``LEAN_KERNEL_TIMEOUT``, ``LEAN_KERNEL_INCREMENTAL`` and
+``LEAN_KERNEL_PROJECT``. The IPython extension starts from the same variables and changes them
+with ``%lean_config``; ``python -m lean_kernel`` reads them too. A bad variable must not stop a
+kernel from starting: it is ignored and reported (``problems``), so the user sees what to fix in
+the first cell's output instead of a kernel that dies silently.
+
+Durations are read by one parser everywhere (``%timeout``, ``%lean_config --timeout``,
+``%%lean_batch -t``, ``LEAN_KERNEL_TIMEOUT``): a positive number of seconds (``30``, ``2.5``,
+``90s``), or one of ``NO_LIMIT_WORDS`` (``none``, ``off``, ``inf``, ``0``) for no limit.
 """
 
 from __future__ import annotations
@@ -17,38 +23,106 @@ from pathlib import Path
 
 from lean_kernel.engine.config import LeanREPLConfig
 
+__all__ = [
+    "INCREMENTAL_ENV_VAR",
+    "MEMORY_ENV_VAR",
+    "NO_LIMIT_WORDS",
+    "PROJECT_ENV_VAR",
+    "TIMEOUT_ENV_VAR",
+    "Settings",
+    "describe_megabytes",
+    "describe_seconds",
+    "parse_megabytes",
+    "parse_on_off",
+    "parse_positive",
+    "parse_seconds",
+]
+
 MEMORY_ENV_VAR = "LEAN_KERNEL_MEMORY_LIMIT_MB"
 TIMEOUT_ENV_VAR = "LEAN_KERNEL_TIMEOUT"
 INCREMENTAL_ENV_VAR = "LEAN_KERNEL_INCREMENTAL"
 PROJECT_ENV_VAR = "LEAN_KERNEL_PROJECT"
 
-_TRUE = frozenset({"1", "on", "true", "yes"})
-_FALSE = frozenset({"0", "off", "false", "no"})
+#: Words that mean "no limit" wherever a duration or a size is read.
+NO_LIMIT_WORDS = ("none", "off", "inf", "0")
+_TRUE = ("on", "true", "yes", "1")
+_FALSE = ("off", "false", "no", "0")
+
+
+def parse_seconds(text: str) -> float | None:
+    """Seconds from ``30``, ``2.5`` or ``90s``; None (no limit) from a ``NO_LIMIT_WORDS`` word.
+
+    Raises ``ValueError`` saying what is accepted.
+    """
+    word = text.strip().lower()
+    return parse_positive(word.removesuffix("s") if word[:1].isdigit() else word, "seconds")
+
+
+def parse_megabytes(text: str) -> float | None:
+    """Megabytes from ``8000``; None (no limit) from a ``NO_LIMIT_WORDS`` word."""
+    return parse_positive(text, "MB")
+
+
+def parse_positive(text: str, unit: str) -> float | None:
+    """A positive number, or None (no limit) for a ``NO_LIMIT_WORDS`` word; else ``ValueError``."""
+    word = text.strip().lower()
+    if word in NO_LIMIT_WORDS:
+        return None
+    try:
+        value = float(word)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise ValueError(
+            f"{text.strip()!r} is not a number of {unit}: give a positive number, or "
+            f"{', '.join(NO_LIMIT_WORDS)} for no limit"
+        )
+    return value
+
+
+def parse_on_off(text: str) -> bool:
+    """``on`` / ``off`` (also true/false, yes/no, 1/0); else ``ValueError``."""
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{text.strip()!r} is not on or off")
 
 
 @dataclass(frozen=True)
-class KernelSettings:
-    """What the environment asks of the kernel; ``problems`` lists values that were ignored."""
+class Settings:
+    """What the user asked of a Lean session (None: the default); ``problems`` lists settings
+    that were ignored, in words."""
 
-    memory_limit_mb: float | None = None
-    timeout: float | None = None
-    incremental: bool = True
+    repl: str | None = None
     project: Path | None = None
-    problems: tuple[str, ...] = field(default=())
+    memory_mb: float | None = None
+    timeout: float | None = None
+    workers: int | None = None
+    incremental: bool = True
+    progress: str = "auto"
+    problems: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> KernelSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the ``LEAN_KERNEL_*`` variables; never raises on a bad value."""
         env = os.environ if environ is None else environ
         problems: list[str] = []
-        memory = _positive(env, MEMORY_ENV_VAR, problems, "a number of MB, e.g. 8000")
-        timeout = _positive(env, TIMEOUT_ENV_VAR, problems, "seconds, e.g. 60 (or `none`)")
-        incremental = True
-        raw = env.get(INCREMENTAL_ENV_VAR, "").strip().lower()
-        if raw in _FALSE:
-            incremental = False
-        elif raw and raw not in _TRUE:
-            problems.append(f"{INCREMENTAL_ENV_VAR}={raw!r} ignored: use on or off.")
+
+        def read(name: str, parse, expected: str):
+            raw = env.get(name, "").strip()
+            if not raw:
+                return None
+            try:
+                return parse(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} ignored: expected {expected}.")
+                return None
+
+        memory = read(MEMORY_ENV_VAR, parse_megabytes, "a number of MB, e.g. 8000")
+        timeout = read(TIMEOUT_ENV_VAR, parse_seconds, "seconds, e.g. 60 (or `none`)")
+        incremental = read(INCREMENTAL_ENV_VAR, parse_on_off, "on or off")
         project = None
         raw = env.get(PROJECT_ENV_VAR, "").strip()
         if raw:
@@ -57,33 +131,48 @@ class KernelSettings:
                 project = folder
             else:
                 problems.append(f"{PROJECT_ENV_VAR}={raw!r} ignored: no such folder.")
-        return cls(memory, timeout, incremental, project, tuple(problems))
+        return cls(
+            project=project,
+            memory_mb=memory,
+            timeout=timeout,
+            incremental=incremental is not False,
+            problems=tuple(problems),
+        )
 
-    def config(self, working_dir: str | os.PathLike[str] | None = None) -> LeanREPLConfig:
+    def config(
+        self,
+        working_dir: str | os.PathLike[str] | None = None,
+        *,
+        lean_version: str | None = None,
+    ) -> LeanREPLConfig:
         """The REPL config these settings describe.
 
-        The REPL command is left for the config to read from ``LEAN_KERNEL_REPL`` itself (so it
-        says where it came from). The per-cell timeout is the notebook's business (``%timeout``
-        changes it), so the config has none.
+        Without ``repl`` the command is left for the config to read from ``LEAN_KERNEL_REPL``
+        itself (so it says where it came from). The memory limit is enforced by the servers'
+        watchdog (``max_process_memory``), which reports it as such, and the per-command timeout
+        by the session (``%timeout`` changes it), so the config carries neither.
         """
         return LeanREPLConfig(
+            lean_version,
+            repl_command=self.repl,
             project_dir=self.project,
             enable_incremental_optimization=self.incremental,
             working_dir=working_dir,
         )
 
+    def describe_limits(self) -> str:
+        """``timeout per cell: 60 s; memory limit per REPL: none`` (for status lines)."""
+        return (
+            f"timeout per cell: {describe_seconds(self.timeout)}; "
+            f"memory limit per REPL: {describe_megabytes(self.memory_mb)}"
+        )
 
-def _positive(
-    env: Mapping[str, str], name: str, problems: list[str], expected: str
-) -> float | None:
-    raw = env.get(name, "").strip()
-    if not raw or raw.lower() in ("none", "off", "0"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or math.isinf(value):
-        problems.append(f"{name}={raw!r} ignored: expected {expected}.")
-        return None
-    return value
+
+def describe_megabytes(value: float | None) -> str:
+    """``none`` or ``8000 MB``."""
+    return "none" if value is None else f"{value:g} MB"
+
+
+def describe_seconds(value: float | None) -> str:
+    """``no limit`` or ``2.5 s``."""
+    return "no limit" if value is None or math.isinf(value) else f"{value:g} s"

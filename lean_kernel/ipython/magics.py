@@ -40,8 +40,13 @@ from lean_kernel.batch.keeper import BatchKeeper, BatchRun, titled
 from lean_kernel.batch.pool import LeanServerPool
 from lean_kernel.display.progress import attach_progress, ipython_send
 from lean_kernel.display.render import render_table
-from lean_kernel.engine.config import LeanREPLConfig
-from lean_kernel.engine.settings import KernelSettings
+from lean_kernel.engine.settings import (
+    Settings,
+    parse_megabytes,
+    parse_on_off,
+    parse_positive,
+    parse_seconds,
+)
 from lean_kernel.errors import LeanKernelError
 from lean_kernel.ipython.result import LeanResult
 from lean_kernel.notebook import Notebook
@@ -51,41 +56,6 @@ __all__ = ["LeanMagics", "LeanSession", "load_ipython_extension", "unload_ipytho
 T = TypeVar("T")
 
 _INTERRUPT_GRACE_S = 30.0
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """What ``%lean_config`` sets (None: the default)."""
-
-    repl: str | None = None
-    project: Path | None = None
-    memory_mb: float | None = None
-    timeout: float | None = None
-    workers: int | None = None
-    incremental: bool = True
-    progress: str = "auto"
-
-    @classmethod
-    def from_env(cls) -> tuple[SessionSettings, tuple[str, ...]]:
-        """The Lean kernel's ``LEAN_KERNEL_*`` variables give the defaults here too (the REPL
-        command, ``LEAN_KERNEL_REPL``, is read by the config itself); and what was ignored."""
-        env = KernelSettings.from_env()
-        settings = cls(
-            project=env.project,
-            memory_mb=env.memory_limit_mb,
-            timeout=env.timeout,
-            incremental=env.incremental,
-        )
-        return settings, env.problems
-
-    def config(self) -> LeanREPLConfig:
-        return LeanREPLConfig(
-            repl_command=self.repl,
-            project_dir=self.project,
-            memory_hard_limit_mb=int(self.memory_mb) if self.memory_mb else None,
-            enable_incremental_optimization=self.incremental,
-            working_dir=os.getcwd(),
-        )
 
 
 @dataclass
@@ -104,7 +74,8 @@ class LeanSession:
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
-        self.settings, self.problems = SessionSettings.from_env()
+        self.settings = Settings.from_env()
+        self.problems = self.settings.problems
         self.keeper = BatchKeeper()
         self._lock = threading.RLock()
         self._notebook: Notebook | None = None
@@ -117,7 +88,7 @@ class LeanSession:
         with self._lock:
             if self._notebook is None:
                 self._notebook = Notebook(
-                    self.settings.config(),
+                    self.settings.config(os.getcwd()),
                     timeout=self.settings.timeout,
                     max_process_memory=self.settings.memory_mb,
                 )
@@ -127,7 +98,7 @@ class LeanSession:
         """The batch pool, warm across batches; made again when asked for another size."""
         with self._lock:
             return self.keeper.pool_for(
-                self.settings.config,
+                lambda: self.settings.config(os.getcwd()),
                 workers or self.settings.workers,
                 max_process_memory=self.settings.memory_mb,
             )
@@ -147,7 +118,7 @@ class LeanSession:
     def _close_pool(self) -> None:
         self.keeper.close_pool()
 
-    def reconfigure(self, settings: SessionSettings) -> list[str]:
+    def reconfigure(self, settings: Settings) -> list[str]:
         """Apply new settings; returns what was done, in words."""
         with self._lock:
             old, self.settings = self.settings, settings
@@ -171,7 +142,7 @@ class LeanSession:
                 self._notebook.timeout = settings.timeout
                 if repl_changed:
                     self._notebook.max_process_memory = settings.memory_mb
-                    recheck = self._notebook.use_config(settings.config())
+                    recheck = self._notebook.use_config(settings.config(os.getcwd()))
                     done.append(recheck.summary())
             resized = old.workers != settings.workers and self._pool is not None
             if resized and not self.running_batches():
@@ -366,40 +337,36 @@ def _split(line: str) -> list[str]:
         raise UsageError(f"cannot read the arguments ({err}): {line!r}") from None
 
 
-def _optional_number(kind: type, what: str) -> Callable[[str], Any]:
+def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from one of ``engine.settings``' parsers (its message on bad input)."""
+
     def convert(text: str) -> Any:
-        if text.lower() in ("none", "off", "auto", "default"):
-            return None
         try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number or none") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{what} must be positive")
-        return value
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
     return convert
 
 
-def _on_off(text: str) -> bool:
-    if text.lower() in ("on", "true", "yes", "1"):
-        return True
-    if text.lower() in ("off", "false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError("use on or off")
+def _workers(text: str) -> int | None:
+    value = parse_positive(text, "workers")
+    if value is not None and value != int(value):
+        raise ValueError(f"{text!r} is not a whole number of workers")
+    return None if value is None else int(value)
 
 
 _UNSET = object()
 
 
-def _parse_config(line: str, current: SessionSettings) -> SessionSettings:
+def _parse_config(line: str, current: Settings) -> Settings:
     parser = _UsageParser(prog="%lean_config", add_help=False)
     parser.add_argument("--repl", default=_UNSET)
     parser.add_argument("--project", default=_UNSET)
-    parser.add_argument("--memory", type=_optional_number(float, "--memory"), default=_UNSET)
-    parser.add_argument("--timeout", type=_optional_number(float, "--timeout"), default=_UNSET)
-    parser.add_argument("--workers", type=_optional_number(int, "--workers"), default=_UNSET)
-    parser.add_argument("--incremental", type=_on_off, default=_UNSET)
+    parser.add_argument("--memory", type=_argument(parse_megabytes), default=_UNSET)
+    parser.add_argument("--timeout", type=_argument(parse_seconds), default=_UNSET)
+    parser.add_argument("--workers", type=_argument(_workers), default=_UNSET)
+    parser.add_argument("--incremental", type=_argument(parse_on_off), default=_UNSET)
     parser.add_argument("--progress", choices=PROGRESS_MODES, default=_UNSET)
     args = parser.parse_args(_split(line))
     changes: dict[str, Any] = {}
@@ -424,7 +391,7 @@ def _parse_config(line: str, current: SessionSettings) -> SessionSettings:
     return replace(current, **changes)
 
 
-def _describe_settings(settings: SessionSettings) -> str:
+def _describe_settings(settings: Settings) -> str:
     def show(value: Any, unit: str = "", default: str = "none") -> str:
         if value is None:
             return default

@@ -38,6 +38,7 @@ import time
 import traceback
 import uuid
 import warnings
+from dataclasses import replace
 from typing import Any
 
 from ipykernel.kernelbase import Kernel
@@ -49,10 +50,11 @@ from lean_kernel.batch.handle import BatchHandle
 from lean_kernel.batch.keeper import BatchKeeper, BatchRun
 from lean_kernel.batch.pool import LeanServerPool
 from lean_kernel.display.progress import attach_progress
-from lean_kernel.display.render import eval_outputs, is_error, render_error_summary, render_result
+from lean_kernel.display.render import eval_outputs, render_error_summary, render_result
 from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
+from lean_kernel.engine.outcome import failed as is_error
 from lean_kernel.engine.protocol import CommandResponse, LeanError, ProofStepResponse
-from lean_kernel.engine.settings import KernelSettings
+from lean_kernel.engine.settings import Settings
 from lean_kernel.errors import (
     LeanKernelError,
     ReplCancelledError,
@@ -122,7 +124,7 @@ class LeanKernel(Kernel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.settings = KernelSettings.from_env()
+        self.settings = Settings.from_env()
         self.cancel = threading.Event()
         self._notebook: Notebook | None = None
         self._config: LeanREPLConfig = self.settings.config(working_dir=os.getcwd())
@@ -191,9 +193,7 @@ class LeanKernel(Kernel):
             self.log.info("Lean REPL not ready at start: %s", err)
 
     def _make_notebook(self, config: LeanREPLConfig) -> Notebook:
-        return Notebook(
-            config, timeout=self._timeout, max_process_memory=self.settings.memory_limit_mb
-        )
+        return Notebook(config, timeout=self._timeout, max_process_memory=self.settings.memory_mb)
 
     @property
     def notebook(self) -> Notebook:
@@ -222,11 +222,7 @@ class LeanKernel(Kernel):
 
     def describe_repl(self) -> str:
         """What the kernel runs and why, with limits (for ``%project`` alone)."""
-        memory = self.settings.memory_limit_mb
-        limits = (
-            f"timeout per cell: {'none' if self._timeout is None else f'{self._timeout:g} s'}; "
-            f"memory limit per REPL: {'none' if memory is None else f'{memory:g} MB'}"
-        )
+        limits = replace(self.settings, timeout=self._timeout).describe_limits()
         return f"{self._config.describe()}\n{limits}"
 
     def switch_config(self, config: LeanREPLConfig) -> Reply | None:
@@ -523,7 +519,7 @@ class LeanKernel(Kernel):
             pool = self.batches.pool_for(
                 lambda: self._config,
                 workers,
-                max_process_memory=self.settings.memory_limit_mb,
+                max_process_memory=self.settings.memory_mb,
                 note=self.send_note,
             )
         for warning in caught:  # e.g. fewer workers than asked, for memory

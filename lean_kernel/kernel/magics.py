@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +25,9 @@ from lean_kernel.batch.args import BatchArgsError, parse_batch_args, split_comma
 from lean_kernel.batch.keeper import titled
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.display.render import render_result, render_table
-from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.protocol import LeanError
+from lean_kernel.engine.settings import describe_seconds, parse_seconds
+from lean_kernel.notebook import NO_LIMIT
 
 if TYPE_CHECKING:
     from lean_kernel.kernel.kernel import LeanKernel
@@ -163,20 +164,12 @@ def _no_args(name: str, args: str) -> None:
 
 
 def _seconds(text: str, usage: str) -> float:
-    """``30``, ``2.5``, ``none`` / ``off`` (no limit)."""
-    if text.lower() in ("none", "off", "inf", "0"):
-        return math.inf
+    """Seconds, or `NO_LIMIT` for the words meaning none (see ``engine.settings``)."""
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0:
-        raise MagicError(f"`{text}` is not a number of seconds. Usage: {usage}")
-    return value
-
-
-def _describe_seconds(value: float | None) -> str:
-    return "no limit" if value is None or math.isinf(value) else f"{value:g} s"
+        value = parse_seconds(text)
+    except ValueError as err:
+        raise MagicError(f"{err}. Usage: {usage}") from None
+    return NO_LIMIT if value is None else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,14 +208,14 @@ def _proof(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply:
 def _timeout(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
     usage = MAGICS["timeout"].usage
     if not args:
-        kernel.send_note(f"Timeout per cell: {_describe_seconds(kernel.notebook_timeout)}.")
+        kernel.send_note(f"Timeout per cell: {describe_seconds(kernel.notebook_timeout)}.")
         return None
     value = _seconds(args, usage)
     if plan.body.strip():
         plan.timeout = value
         return None
     kernel.notebook_timeout = None if math.isinf(value) else value
-    kernel.send_note(f"Timeout per cell: {_describe_seconds(value)}.")
+    kernel.send_note(f"Timeout per cell: {describe_seconds(value)}.")
     return None
 
 
@@ -279,13 +272,7 @@ def _project(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
     folder = Path(args.strip("\"'")).expanduser().resolve()
     if not folder.is_dir():
         raise MagicError(f"%project: {folder} is not a folder.")
-    current = kernel.repl_config
-    config = LeanREPLConfig(
-        project_dir=folder,
-        repl_command=current.repl_command,
-        enable_incremental_optimization=current.enable_incremental_optimization,
-        working_dir=folder,
-    )
+    config = replace(kernel.settings, project=folder).config(working_dir=folder)
     return kernel.switch_config(config)
 
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.outcome import failed
 from lean_kernel.engine.protocol import (
     Command,
     CommandResponse,
@@ -160,9 +161,9 @@ class Cell:
     @property
     def has_errors(self) -> bool:
         """Lean reported an error, the REPL refused the cell, or the REPL died on it."""
-        if self.failure is not None or isinstance(self.result, LeanError):
+        if self.failure is not None:
             return True
-        return self.result is not None and self.result.has_errors()
+        return self.result is not None and failed(self.result)
 
     def first_error(self) -> str:
         """The first error in one line (``line:col: text``), for summaries."""
@@ -252,9 +253,7 @@ class CellRun:
         """Whether the cell failed: a Lean error, a refused request, or a dead REPL."""
         if self.error is not None:
             return True
-        if isinstance(self.response, LeanError):
-            return True
-        return self.response is not None and self.response.has_errors()
+        return self.response is not None and failed(self.response)
 
 
 @dataclass
@@ -279,11 +278,9 @@ class ProofRun:
     @property
     def has_errors(self) -> bool:
         """Whether a tactic failed, the proof state was unusable, or the REPL died."""
-        if self.error is not None or isinstance(self.response, LeanError):
+        if self.error is not None:
             return True
-        if self.response is None:
-            return False
-        return self.response.has_errors() or self.response.proof_status.startswith("Error")
+        return self.response is not None and failed(self.response)
 
     @property
     def complete(self) -> bool:
@@ -909,10 +906,7 @@ class Notebook:
                 ProofStep(tactic=tactic, proof_state=state), timeout=limit, cancel=cancel
             )
             run.line, run.steps = line, run.steps + 1
-            failed = isinstance(response, LeanError) or (
-                response.has_errors() or response.proof_status.startswith("Error")
-            )
-            if failed:
+            if failed(response):
                 break
             done.append(tactic)
             state = response.proof_state
