@@ -20,7 +20,9 @@ from lean_kernel.batch.jobs import (
     JobOutcome,
     cancelled_result,
     failed_result,
+    register_batch,
     run_job,
+    unregister_batch,
 )
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.batch.scheduler import Assignment, Scheduler
@@ -92,10 +94,12 @@ class Dispatcher:
                 raise RuntimeError("this LeanServerPool is closed")
             self.batches[handle.batch_id] = handle
             self.timeouts[handle.batch_id] = timeouts
+            register_batch(handle.batch_id, handle.cancel_event, lambda item: handle.record([item]))
             self.scheduler.add(handle.batch_id, groups)
             self.cond.notify_all()
 
     def batch_finished(self, handle: BatchHandle) -> None:
+        unregister_batch(handle.batch_id)
         with self.cond:
             self.batches.pop(handle.batch_id, None)
             self.timeouts.pop(handle.batch_id, None)
@@ -108,7 +112,7 @@ class Dispatcher:
             queued = [f for f, a in self.running.items() if a.batch_id == handle.batch_id]
         for future in queued:
             future.cancel()  # jobs not started yet; running ones see the cancel event
-        handle._record(cancelled_result(item) for item in dropped)
+        handle.record(cancelled_result(item) for item in dropped)
 
     # -- dispatching ---------------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class Dispatcher:
                 if not failed:
                     self.cond.wait(_WAIT_SLICE_S)
             for handle, results in failed:
-                handle._record(results)
+                handle.record(results)
 
     def _dispatch(self) -> list[tuple[BatchHandle, list[ItemResult]]]:
         """Hand chunks to free workers (runs waiting for a worker go first)."""
@@ -171,7 +175,7 @@ class Dispatcher:
             handle = self.batches.get(assignment.batch_id)
             self.cond.notify_all()
         if handle is not None:
-            handle._record(results)
+            handle.record(results)
 
     # -- single runs ---------------------------------------------------------------------------
 

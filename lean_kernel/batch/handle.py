@@ -1,8 +1,10 @@
 """``BatchHandle``: a batch in flight, as its submitter sees it.
 
-The pool's dispatcher fills the handle's ``results`` and calls its listeners (progress views);
-the submitter waits, cancels, or reads partial results. A running batch keeps its pool alive,
-a finished one does not.
+The pool's dispatcher fills the handle's ``results`` (``record``, ``finish``) and the handle calls
+its listeners (progress views); the submitter waits, cancels, or reads partial results. The
+handle knows the dispatcher only as a ``BatchControl`` (cancel a batch, be told it finished), so
+it depends on nothing else of the pool. A running batch keeps its pool alive, a finished one
+does not.
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from lean_kernel.batch.jobs import unregister_batch
 from lean_kernel.batch.results import BatchResults, ItemResult
 
-if TYPE_CHECKING:
-    from lean_kernel.batch.dispatch import Dispatcher
-
-__all__ = ["BatchHandle"]
+__all__ = ["BatchControl", "BatchHandle"]
 
 _WAIT_SLICE_S = 0.25
+
+
+class BatchControl(Protocol):
+    """What a handle asks of whoever runs its batch (the pool's dispatcher)."""
+
+    def cancel_batch(self, handle: BatchHandle) -> None:
+        """Drop the batch's pending items and stop its running ones."""
+
+    def batch_finished(self, handle: BatchHandle) -> None:
+        """The batch's last item is in: forget it."""
 
 
 class BatchHandle:
@@ -33,9 +41,9 @@ class BatchHandle:
     """
 
     def __init__(
-        self, dispatcher: Dispatcher, batch_id: str, results: BatchResults, owner: Any = None
+        self, control: BatchControl, batch_id: str, results: BatchResults, owner: Any = None
     ) -> None:
-        self._dispatcher: Dispatcher | None = dispatcher
+        self._control: BatchControl | None = control
         self._owner = owner  # the pool: kept alive while the batch runs
         self.batch_id = batch_id
         self.results = results
@@ -79,9 +87,9 @@ class BatchHandle:
 
     def cancel(self) -> None:
         """Stop the batch: pending items are dropped, running REPLs of this batch are killed."""
-        dispatcher = self._dispatcher
-        if dispatcher is not None:
-            dispatcher.cancel_batch(self)
+        control = self._control
+        if control is not None:
+            control.cancel_batch(self)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the batch ends or ``timeout`` passes; True if it ended.
@@ -115,26 +123,27 @@ class BatchHandle:
 
     # -- filled in by the pool ---------------------------------------------------------------
 
-    def _record(self, items: Iterable[ItemResult]) -> None:
+    def record(self, items: Iterable[ItemResult]) -> None:
+        """Store finished items (the first answer for an item wins) and tell the listeners;
+        the last item finishes the batch. Called by the pool, from any thread."""
         changed = [self.results.record(item) for item in items]
         if not any(changed):
             return
         if self.results.complete:
-            self._finish()
+            self.finish()
         else:
             self._notify()
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         """Tell listeners (the last time) and resolve the future; once, whoever gets here."""
         with self._lock:
             if self._finishing:
                 return
             self._finishing = True
-        dispatcher, self._dispatcher = self._dispatcher, None
+        control, self._control = self._control, None
         self._owner = None  # a finished batch no longer keeps the pool alive
-        if dispatcher is not None:
-            dispatcher.batch_finished(self)
-        unregister_batch(self.batch_id)
+        if control is not None:
+            control.batch_finished(self)
         self.results.on_cancel(None)
         self._notify()
         self.future.set_result(self.results)

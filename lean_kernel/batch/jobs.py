@@ -26,8 +26,16 @@ from lean_kernel.batch.results import ItemResult
 from lean_kernel.batch.workers import HeaderEnv, Worker, local_worker_set
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.outcome import status_of, status_of_exception
-from lean_kernel.engine.protocol import BaseREPLQuery, Command, CommandResponse, LeanError
+from lean_kernel.engine.protocol import (
+    BaseREPLQuery,
+    Command,
+    CommandResponse,
+    LeanError,
+    ProofStepResponse,
+)
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
+
+Response = CommandResponse | ProofStepResponse | LeanError
 
 __all__ = [
     "BatchItem",
@@ -251,12 +259,9 @@ def _header(
 
 
 def _about_header(error: BaseException) -> BaseException:
-    """The same kind of error, saying it happened on the header."""
+    """The same error (type and fields), saying it happened on the header."""
     if isinstance(error, LeanKernelError):
-        try:
-            return type(error)(f"While elaborating the header: {error}")
-        except TypeError:
-            return error
+        return error.reworded(f"While elaborating the header: {error}")
     return error
 
 
@@ -285,15 +290,7 @@ def _answered(
 ) -> ItemResult:
     if not item.direct and not isinstance(response, LeanError):
         response = _detached(response)
-    return ItemResult(
-        index=item.index,
-        command=item.text,
-        status=status_of(response),
-        response=response,
-        time=seconds,
-        header_time=header_time,
-        worker=worker,
-    )
+    return _result(item, response, None, worker, seconds, header_time)
 
 
 def failed_result(
@@ -304,23 +301,34 @@ def failed_result(
     header_time: float = 0.0,
 ) -> ItemResult:
     """The result of an item that raised (in its place, so the batch goes on)."""
-    error = _picklable(error)
-    return ItemResult(
-        index=item.index,
-        command=item.text,
-        status=status_of_exception(error),
-        error=error,
-        time=seconds,
-        header_time=header_time,
-        worker=worker,
-    )
+    return _result(item, None, _picklable(error), worker, seconds, header_time)
 
 
 def cancelled_result(item: BatchItem, worker: str = "") -> ItemResult:
     """The result of an item a cancel stopped before it ran."""
-    error = ReplCancelledError("The batch was cancelled before this command ran.")
+    error = ReplCancelledError("The batch was cancelled before this command ran.", started=False)
+    return _result(item, None, error, worker, 0.0, 0.0)
+
+
+def _result(
+    item: BatchItem,
+    response: Response | None,
+    error: BaseException | None,
+    worker: str,
+    seconds: float,
+    header_time: float,
+) -> ItemResult:
+    """An item's result: Lean's ``response``, or the ``error`` raised in its place."""
+    status = status_of_exception(error) if error is not None else status_of(response)
     return ItemResult(
-        index=item.index, command=item.text, status="cancelled", error=error, worker=worker
+        index=item.index,
+        command=item.text,
+        status=status,
+        response=response,
+        error=error,
+        time=seconds,
+        header_time=header_time,
+        worker=worker,
     )
 
 

@@ -48,7 +48,7 @@ from lean_kernel.batch.capacity import WorkerPlan, default_num_workers, plan_wor
 from lean_kernel.batch.dispatch import Dispatcher
 from lean_kernel.batch.handle import BatchHandle
 from lean_kernel.batch.headers import split_header, split_imports
-from lean_kernel.batch.jobs import BatchItem, register_batch
+from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.results import BatchResults, ItemResult, ResponseList
 from lean_kernel.batch.scheduler import DIRECT
 from lean_kernel.engine.config import LeanREPLConfig
@@ -249,15 +249,14 @@ class LeanServerPool:
                 )
                 continue
             groups.setdefault(key, []).append(item)
-        register_batch(batch_id, handle.cancel_event, lambda item: handle._record([item]))
         timeouts = {
             "timeout": timeout_per_cmd if timeout_per_cmd is not None else self.config.timeout,
             "header_timeout": header_timeout,
         }
         self._dispatcher.add_batch(handle, groups, timeouts)
-        handle._record(refused)
+        handle.record(refused)
         if not commands:
-            handle._finish()
+            handle.finish()
         return handle
 
     def run_batch(
