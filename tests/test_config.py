@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lean_kernel.engine import config as config_module
+from lean_kernel.engine import install as install_module
 from lean_kernel.engine.config import (
     DEFAULT_LEAN_VERSION,
     DEFAULT_REPL_REV,
@@ -675,7 +675,7 @@ def test_failed_build_leaves_no_marker_and_retries(tools, cache, workdir):
 
 
 def test_build_timeout_kills_and_explains(tools, cache, workdir, monkeypatch):
-    monkeypatch.setattr(config_module, "BUILD_TIMEOUT", 0.5)
+    monkeypatch.setattr(install_module, "BUILD_TIMEOUT", 0.5)
     tools.configure(build_seconds=30)
     started = time.monotonic()
     with pytest.raises(ReplSetupError, match="did not finish within 0.5 s"):

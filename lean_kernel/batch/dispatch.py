@@ -206,14 +206,7 @@ class Dispatcher:
 
     def _holds_state(self, slot: int, request: BaseREPLQuery) -> bool:
         worker = self.workers.workers[slot]
-        if not worker.started:
-            return False
-        kept = getattr(worker.server, "_kept", {})  # the server's map of states it rebuilt
-        env = getattr(request, "env", None)
-        proof_state = getattr(request, "proof_state", None)
-        return (isinstance(env, int) and ("env", env) in kept) or (
-            isinstance(proof_state, int) and ("proof_state", proof_state) in kept
-        )
+        return worker.started and worker.server.holds_kept_state(request)
 
     # -- status and closing --------------------------------------------------------------------
 

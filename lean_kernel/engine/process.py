@@ -132,8 +132,12 @@ class ReplProcess:
         self._stderr_thread.join(timeout=1)
 
 
-def kill_tree(popen: subprocess.Popen) -> None:
-    """SIGKILL ``popen``'s session and any descendant that left it, then reap and close pipes."""
+def kill_tree(popen: subprocess.Popen, *, close_pipes: bool = True) -> None:
+    """SIGKILL ``popen``'s session and any descendant that left it, then reap and close pipes.
+
+    ``close_pipes=False`` leaves stdin and stdout open, for a caller that still reads what the
+    killed process wrote (``communicate()`` after a timeout).
+    """
     descendants: list[psutil.Process] = []
     with contextlib.suppress(psutil.Error):
         descendants = psutil.Process(popen.pid).children(recursive=True)
@@ -148,9 +152,12 @@ def kill_tree(popen: subprocess.Popen) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         popen.wait(timeout=5)
     psutil.wait_procs(descendants, timeout=1)
+    if not close_pipes:
+        return
     for pipe in (popen.stdin, popen.stdout):
-        with contextlib.suppress(OSError):
-            pipe.close()
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _drain(pipe, tail: collections.deque[bytes]) -> None:

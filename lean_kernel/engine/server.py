@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 import weakref
 from typing import Any
 
-import psutil
-
 from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
+from lean_kernel.engine.framing import decode_response, encode_request, read_response, stderr_note
+from lean_kernel.engine.ids import KeptIds, ProcessIds
+from lean_kernel.engine.memory import MemoryLimits, MemoryWatchdog
 from lean_kernel.engine.process import ReplProcess, kill_tree, monotonic_deadline
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
@@ -48,9 +48,6 @@ from lean_kernel.errors import (
 
 Response = CommandResponse | ProofStepResponse | LeanError
 
-_ID_FIELDS = ("env", "proofState")
-_POLL_SLICE_S = 0.05
-
 
 class LeanServer:
     """One Lean REPL process, started in its own session; one request at a time, thread-safe.
@@ -67,11 +64,7 @@ class LeanServer:
         self._lock = threading.RLock()
         self._proc: ReplProcess | None = None
         self._finalizer: weakref.finalize | None = None
-        self.generation = 0
-        self._base = dict.fromkeys(_ID_FIELDS, 0)
-        self._next_id = dict.fromkeys(_ID_FIELDS, 0)
-        self._kill_reason: str | None = None
-        self._busy_since: float | None = None
+        self._ids = ProcessIds()
         self._restart_note = ""
         self._command_options = _command_options(self.config, self.launch)
         self.start()
@@ -98,9 +91,7 @@ class LeanServer:
                 ) from err
             self._proc = proc
             self._finalizer = weakref.finalize(self, kill_tree, proc.popen)
-            self.generation += 1
-            self._base = dict(self._next_id)
-            self._kill_reason = None
+            self._ids.new_process()
 
     def kill(self) -> None:
         """Kill the REPL process tree now; ids it handed out become stale."""
@@ -127,6 +118,11 @@ class LeanServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def generation(self) -> int:
+        """How many REPL processes this server has started: it changes on every restart."""
+        return self._ids.generation
 
     def is_alive(self) -> bool:
         """Whether the REPL process is running."""
@@ -214,20 +210,19 @@ class LeanServer:
     ) -> dict[str, Any]:
         with self._lock:
             proc = self._running_process()
-            payload = self._to_process_ids(payload)
-            message = (json.dumps(payload, ensure_ascii=False) + "\n\n").encode()
+            message = encode_request(self._ids.to_process(payload, self._restart_note))
             if timeout is None:
                 timeout = self.config.timeout
             deadline = monotonic_deadline(timeout)
 
             def check() -> None:
                 if cancel is not None and cancel.is_set():
-                    self._abort(proc, "cancel")
+                    proc.kill()
                     raise ReplCancelledError(
                         "The command was cancelled; the REPL process was killed.", started=True
                     )
                 if deadline is not None and time.monotonic() >= deadline:
-                    self._abort(proc, "timeout")
+                    proc.kill()
                     raise ReplTimeoutError(
                         f"The REPL did not answer within {timeout:g} s; its process was killed. "
                         "Raise the timeout (run(..., timeout=...) or LeanREPLConfig(timeout=...))"
@@ -235,60 +230,12 @@ class LeanServer:
                         timeout=timeout,
                     )
 
-            self._busy_since = time.monotonic()
             try:
                 proc.write(message, check)
-                text = self._read_response(proc, deadline, cancel, check)
+                text = read_response(proc, deadline, cancel, check)
             except EOFError:
                 raise self._died(proc) from None
-            finally:
-                self._busy_since = None
-            try:
-                data = json.loads(text)
-            except ValueError:
-                data = None
-            if not isinstance(data, dict):
-                self._abort(proc, "protocol")
-                raise ReplProtocolError(
-                    "The REPL wrote something that is not a JSON object; its process was killed. "
-                    f"Output: {text[:500]!r}" + _stderr_note(proc)
-                )
-            return self._from_process_ids(data)
-
-    def _read_response(
-        self,
-        proc: ReplProcess,
-        deadline: float | None,
-        cancel: threading.Event | None,
-        check,
-    ) -> str:
-        buffer = bytearray()
-        scanned = 0
-        while True:
-            if deadline is None and cancel is None:
-                chunk = proc.read_chunk(None)
-            else:
-                wait = _POLL_SLICE_S if cancel is not None else deadline - time.monotonic()
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                chunk = proc.read_chunk(wait)
-                if chunk is None:
-                    check()
-                    continue
-            if not chunk:
-                raise EOFError
-            buffer += chunk
-            start = len(buffer) - len(buffer.lstrip())
-            end = buffer.find(b"\n\n", max(scanned - 1, start))
-            scanned = len(buffer)
-            if end >= 0:
-                if buffer[end + 2 :].strip():
-                    self._abort(proc, "protocol")
-                    raise ReplProtocolError(
-                        "The REPL wrote more than one answer to a single request; its process "
-                        f"was killed. Output: {bytes(buffer[:500])!r}" + _stderr_note(proc)
-                    )
-                return buffer[start:end].decode("utf-8", "replace")
+            return self._ids.from_process(decode_response(proc, text))
 
     def _running_process(self) -> ReplProcess:
         proc = self._proc
@@ -301,70 +248,16 @@ class LeanServer:
             raise self._died(proc)
         return proc
 
-    def _abort(self, proc: ReplProcess, reason: str) -> None:
-        self._kill_reason = reason
-        proc.kill()
-
     def _died(self, proc: ReplProcess) -> LeanKernelError:
-        """The error for a REPL that stopped answering, by what killed it."""
+        """The error for a REPL that stopped answering."""
         with contextlib.suppress(Exception):
             proc.popen.wait(timeout=2)
         code = proc.returncode
-        reason = self._kill_reason
         proc.kill()
-        if reason == "memory":
-            return ReplMemoryError(
-                f"The REPL went over its memory limit ({self._memory_note}) and was killed. "
-                "Raise max_process_memory / max_total_memory, or split the work.",
-                reason=self._memory_note,
-            )
         return ReplCrashedError(
-            f"The REPL process exited (code {code}) before answering." + _stderr_note(proc),
+            f"The REPL process exited (code {code}) before answering." + stderr_note(proc),
             exit_code=code,
         )
-
-    _memory_note = "memory limit"
-
-    # -- ids unique across restarts --------------------------------------------------------
-
-    def _to_process_ids(self, payload: dict[str, Any]) -> dict[str, Any]:
-        if self.generation == 1:
-            return payload
-        for field in _ID_FIELDS:
-            value = payload.get(field)
-            if isinstance(value, int) and value >= 0:
-                base = self._base[field]
-                if value < base:
-                    what = "env" if field == "env" else "proof state"
-                    raise StaleStateError(
-                        f"{what} {value} belonged to a REPL process that has since been "
-                        f"replaced{self._restart_note}, and it was not kept in the session "
-                        "cache. Run the command that built it again, or keep states across "
-                        "restarts with AutoLeanServer.run(..., add_to_session_cache=True)."
-                    )
-                payload = {**payload, field: value - base}
-        return payload
-
-    def _from_process_ids(self, data: dict[str, Any]) -> dict[str, Any]:
-        env = data.get("env")
-        if isinstance(env, int):
-            env += self._base["env"]
-            data["env"] = env
-            if env >= self._next_id["env"]:
-                self._next_id["env"] = env + 1
-        base = self._base["proofState"]
-        top = self._next_id["proofState"] - 1
-        items = [data]
-        for key in ("sorries", "tactics"):
-            items.extend(data.get(key) or ())
-        for item in items:
-            state = item.get("proofState") if isinstance(item, dict) else None
-            if isinstance(state, int):
-                state += base
-                item["proofState"] = state
-                top = max(top, state)
-        self._next_id["proofState"] = top + 1
-        return data
 
 
 class AutoLeanServer(LeanServer):
@@ -386,28 +279,46 @@ class AutoLeanServer(LeanServer):
         session_cache: ReplaySessionCache | None = None,
         memory_check_interval: float = 0.1,
     ) -> None:
-        self.max_total_memory = max_total_memory
-        self.max_process_memory = max_process_memory
+        self._memory_limits = MemoryLimits(max_total_memory, max_process_memory)
         self.max_restart_attempts = max_restart_attempts
-        self.memory_check_interval = memory_check_interval
         self.session_cache = session_cache if session_cache is not None else ReplaySessionCache()
         self.restart_count = 0
-        self._kept: dict[tuple[StateKind, int], int] = {}
+        self._kept = KeptIds(self.session_cache)
         self._last_memory_check = 0.0
         self._replaying = False
         super().__init__(config)
-        self._stop_watchdog = threading.Event()
-        weakref.finalize(self, self._stop_watchdog.set)
-        threading.Thread(
-            target=_watchdog,
-            args=(weakref.ref(self), self._stop_watchdog, memory_check_interval),
-            name="repl-memory-watchdog",
-            daemon=True,
-        ).start()
+        self._watchdog = MemoryWatchdog(self._memory_limits, memory_check_interval)
+
+    @property
+    def max_total_memory(self) -> float:
+        """Fraction of the machine's memory in use above which the REPL is killed."""
+        return self._memory_limits.max_total_memory
+
+    @max_total_memory.setter
+    def max_total_memory(self, value: float) -> None:
+        self._memory_limits.max_total_memory = value
+
+    @property
+    def max_process_memory(self) -> float | None:
+        """MB the REPL process tree may use before it is killed; None for no limit."""
+        return self._memory_limits.max_process_memory
+
+    @max_process_memory.setter
+    def max_process_memory(self, value: float | None) -> None:
+        self._memory_limits.max_process_memory = value
+
+    @property
+    def memory_check_interval(self) -> float:
+        """Seconds between memory samples during a command (shorter commands are not sampled)."""
+        return self._watchdog.interval
+
+    @memory_check_interval.setter
+    def memory_check_interval(self, value: float) -> None:
+        self._watchdog.interval = value
 
     def close(self) -> None:
         """Kill the REPL process and stop the memory watchdog."""
-        self._stop_watchdog.set()
+        self._watchdog.stop()
         super().close()
 
     def run(
@@ -425,16 +336,26 @@ class AutoLeanServer(LeanServer):
         """
         with self._lock:
             self._ensure_healthy()
-            response = super().run(self._resolve_kept(request), timeout=timeout, cancel=cancel)
+            request_here = self._kept.resolve(request, replay=self._replay_entry)
+            response = super().run(request_here, timeout=timeout, cancel=cancel)
             if add_to_session_cache and not isinstance(response, LeanError):
-                response = self._keep(request, response)
+                response = self._kept.keep(request, response)
             return response
+
+    def holds_kept_state(self, request: BaseREPLQuery) -> bool:
+        """Whether the running process already holds the kept (negative-id) env or proof state
+        ``request`` uses, so it can run here without replaying (a pool prefers such a worker)."""
+        env = getattr(request, "env", None)
+        proof_state = getattr(request, "proof_state", None)
+        return (isinstance(env, int) and ("env", env) in self._kept) or (
+            isinstance(proof_state, int) and ("proof_state", proof_state) in self._kept
+        )
 
     def remove_from_session_cache(self, state_id: int, kind: StateKind = "env") -> None:
         """Forget a kept state: it is no longer replayed and its id is refused."""
         with self._lock:
             self.session_cache.remove(kind, state_id)
-            self._kept.pop((kind, state_id), None)
+            self._kept.forget(kind, state_id)
 
     def clear_session_cache(self) -> None:
         """Forget every kept state."""
@@ -446,15 +367,32 @@ class AutoLeanServer(LeanServer):
         self, payload: dict[str, Any], timeout: float | None, cancel: threading.Event | None
     ) -> dict[str, Any]:
         if self._replaying:
-            return super()._roundtrip(payload, timeout, cancel)
+            return self._watched_roundtrip(payload, timeout, cancel)
         try:
-            return super()._roundtrip(payload, timeout, cancel)
+            return self._watched_roundtrip(payload, timeout, cancel)
         except (ReplCrashedError, ReplTimeoutError, ReplCancelledError, ReplMemoryError) as err:
             self._recover(f" after {type(err).__name__}")
             raise
         except ReplProtocolError:
             self._recover(" after a protocol error")
             raise
+
+    def _watched_roundtrip(
+        self, payload: dict[str, Any], timeout: float | None, cancel: threading.Event | None
+    ) -> dict[str, Any]:
+        with self._watchdog.watching(self._proc):
+            return super()._roundtrip(payload, timeout, cancel)
+
+    def _died(self, proc: ReplProcess) -> LeanKernelError:
+        over = self._watchdog.kill_reason(proc)
+        if over is None:
+            return super()._died(proc)
+        proc.kill()
+        return ReplMemoryError(
+            f"The REPL went over its memory limit ({over}) and was killed. "
+            "Raise max_process_memory / max_total_memory, or split the work.",
+            reason=over,
+        )
 
     # -- restarts ------------------------------------------------------------------------------
 
@@ -465,7 +403,8 @@ class AutoLeanServer(LeanServer):
         now = time.monotonic()
         if now - self._last_memory_check >= 1.0:
             self._last_memory_check = now
-            over = self._over_memory()
+            proc = self._proc
+            over = self._memory_limits.exceeded(proc) if proc is not None else None
             if over:
                 self._recover(f" because {over}")
 
@@ -488,8 +427,9 @@ class AutoLeanServer(LeanServer):
         self.kill()
         raise ReplCrashedError(
             f"The REPL could not be restarted after {self.max_restart_attempts} attempts: "
-            f"{last_error}"
-        )
+            f"{last_error}",
+            exit_code=getattr(last_error, "exit_code", None),
+        ) from last_error
 
     def _replay(self) -> None:
         self._kept.clear()
@@ -499,7 +439,7 @@ class AutoLeanServer(LeanServer):
     def _replay_entry(self, entry: SessionEntry) -> None:
         """Rebuild one kept state; one that cannot be rebuilt stays unmapped and is refused."""
         try:
-            request = self._resolve_kept(entry.request, replaying=True)
+            request = self._kept.resolve(entry.request, replay=None)
         except StaleStateError:
             return
         self._replaying = True
@@ -508,99 +448,7 @@ class AutoLeanServer(LeanServer):
         finally:
             self._replaying = False
         if not isinstance(response, LeanError):
-            self._remember(entry, response)
-
-    def _remember(self, entry: SessionEntry, response: CommandResponse | ProofStepResponse) -> None:
-        own = response.env if isinstance(response, CommandResponse) else response.proof_state
-        self._kept[(entry.kind, entry.key)] = own
-        for key, sorry in zip(entry.sorry_keys, response.sorries, strict=False):
-            if sorry.proof_state is not None:
-                self._kept[("proof_state", key)] = sorry.proof_state
-
-    def _keep(self, request: BaseREPLQuery, response: CommandResponse | ProofStepResponse):
-        kind: StateKind = "env" if isinstance(response, CommandResponse) else "proof_state"
-        entry = self.session_cache.add(request, kind, num_sorries=len(response.sorries))
-        self._remember(entry, response)
-        sorries = [
-            sorry.model_copy(update={"proof_state": key})
-            for sorry, key in zip(response.sorries, entry.sorry_keys, strict=False)
-        ]
-        field = "env" if kind == "env" else "proof_state"
-        return response.model_copy(update={field: entry.key, "sorries": sorries})
-
-    def _resolve_kept(self, request: BaseREPLQuery, replaying: bool = False) -> BaseREPLQuery:
-        """Replace negative (kept) ids in ``request`` by this process's ids."""
-        update = {}
-        for field, kind in (("env", "env"), ("proof_state", "proof_state")):
-            value = getattr(request, field, None)
-            if isinstance(value, int) and value < 0:
-                update[field] = self._own_id(kind, value, replaying)
-        return request.model_copy(update=update) if update else request
-
-    def _own_id(self, kind: StateKind, key: int, replaying: bool) -> int:
-        own = self._kept.get((kind, key))
-        if own is not None:
-            return own
-        if not replaying and self.session_cache.contains(kind, key):
-            # Kept by another server sharing the cache: replay what this process has not seen.
-            for entry in self.session_cache.entries():
-                if (entry.kind, entry.key) not in self._kept:
-                    self._replay_entry(entry)
-            own = self._kept.get((kind, key))
-            if own is not None:
-                return own
-        what = "env" if kind == "env" else "proof state"
-        if self.session_cache.contains(kind, key):
-            raise StaleStateError(
-                f"{what} {key} is in the session cache but could not be rebuilt in the new REPL "
-                "process (replaying its command failed, or a state it depends on was removed)."
-            )
-        raise StaleStateError(
-            f"{what} {key} is not in the session cache (it was removed, or never kept). "
-            "Negative ids only come from run(..., add_to_session_cache=True)."
-        )
-
-    # -- memory ----------------------------------------------------------------------------
-
-    def _over_memory(self, proc: ReplProcess | None = None) -> str | None:
-        """Why the REPL (``proc``, default the current one) is over a memory limit, or None."""
-        if self.max_process_memory is not None:
-            used = proc.memory_mb() if proc is not None else self.memory_mb()
-            if used > self.max_process_memory:
-                return f"the REPL used {used:.0f} MB > max_process_memory={self.max_process_memory}"
-        if self.max_total_memory < 1.0:
-            fraction = psutil.virtual_memory().percent / 100
-            if fraction > self.max_total_memory:
-                return (
-                    f"the machine's memory is {fraction:.0%} used "
-                    f"> max_total_memory={self.max_total_memory:.0%}"
-                )
-        return None
-
-    def _watch_memory(self) -> None:
-        """Called by the watchdog: kill the REPL when a long command pushes memory over a limit."""
-        busy_since = self._busy_since
-        proc = self._proc
-        if busy_since is None or time.monotonic() - busy_since < self.memory_check_interval:
-            return
-        if proc is None:
-            return
-        # Measure and kill the same process: the main thread may have replaced it meanwhile.
-        over = self._over_memory(proc)
-        if over and self._proc is proc and self._busy_since is not None:
-            self._memory_note = over
-            self._kill_reason = "memory"
-            proc.send_kill()
-
-
-def _watchdog(ref: weakref.ref, stop: threading.Event, interval: float) -> None:
-    while not stop.wait(interval):
-        server = ref()
-        if server is None:
-            return
-        with contextlib.suppress(Exception):
-            server._watch_memory()
-        del server
+            self._kept.remember(entry, response)
 
 
 def _command_options(config: LeanREPLConfig, launch: ReplLaunch) -> dict[str, Any]:
@@ -611,8 +459,3 @@ def _command_options(config: LeanREPLConfig, launch: ReplLaunch) -> dict[str, An
     if config.use_parallel_elaboration(launch):
         options["setOptions"] = [[["Elab", "async"], True]]
     return options
-
-
-def _stderr_note(proc: ReplProcess) -> str:
-    tail = proc.stderr_tail(2000).strip()
-    return f"\nREPL stderr (last lines):\n{tail}" if tail else ""
