@@ -13,59 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lean_kernel.engine.protocol import LeanError, ProofStepResponse
+from lean_kernel.engine.protocol import ProofStepResponse
 from lean_kernel.errors import LeanKernelError
-from lean_kernel.text.syntax import mask
+from lean_kernel.notebook.process import ProcessKey, StepResult
 
-__all__ = ["ProofCell", "ProofStateError", "ProofStates", "split_tactics"]
-
-StepResult = ProofStepResponse | LeanError
-Process = tuple[int, int]
+__all__ = ["ProofStateError", "ProofStates"]
 
 
 class ProofStateError(LeanKernelError, LookupError):
     """A proof-state handle that does not exist or cannot be rebuilt."""
-
-
-def split_tactics(text: str) -> list[tuple[int, str]]:
-    """Split a tactic block into top-level tactics: ``(0-based line in text, tactic text)``.
-
-    A line at the block's smallest indentation starts a tactic; more indented lines continue it
-    (``induction n with`` and its cases are one tactic). Blank and comment-only lines are skipped.
-    Each tactic is one proof step, so the goals can be shown after the last one and an error is
-    placed on its own line.
-    """
-    lines = text.split("\n")
-    masked = mask(text).text.split("\n")
-    code = [i for i, line in enumerate(masked) if line.strip()]
-    if not code:
-        return []
-    margin = min(len(masked[i]) - len(masked[i].lstrip()) for i in code)
-    steps: list[tuple[int, list[str]]] = []
-    for i in code:
-        indent = len(masked[i]) - len(masked[i].lstrip())
-        if indent <= margin or not steps:
-            steps.append((i, [lines[i][margin:]]))
-        else:
-            first = steps[-1][0]
-            steps[-1] = (first, [lines[j][margin:] for j in range(first, i + 1)])
-    return [(first, "\n".join(part).rstrip()) for first, part in steps]
-
-
-@dataclass(eq=False)
-class ProofCell:
-    """A cell of tactics run on a proof state; it is not part of the document's env chain."""
-
-    id: str
-    label: str
-    tactics: str
-    #: where it starts: ("handle", N) or ("after", id of the proof cell it continues)
-    start: tuple[str, int | str]
-    start_handle: int | None = None
-    handle: int | None = None
-    status: str = ""
-    elapsed: float = 0.0
-    order: int = 0
 
 
 @dataclass
@@ -83,7 +39,7 @@ class _Handle:
     index: int = 0
     parent: int = -1
     steps: tuple[str, ...] = ()
-    process: Process | None = None
+    process: ProcessKey | None = None
     repl_id: int | None = None
     sorry_ids: list[int] = field(default_factory=list)
 
@@ -116,7 +72,12 @@ class ProofStates:
         return handles
 
     def after_steps(
-        self, parent: int, steps: tuple[str, ...], process: Process, repl_id: int, sorries: list
+        self,
+        parent: int,
+        steps: tuple[str, ...],
+        process: ProcessKey,
+        repl_id: int,
+        sorries: list[int],
     ) -> int:
         """A handle for the state that ``steps`` run on ``parent`` led to (REPL id known)."""
         record = _Handle("steps", parent=parent, steps=steps, process=process, repl_id=repl_id)
@@ -130,7 +91,7 @@ class ProofStates:
     def resolve(
         self,
         handle: int,
-        process: Process,
+        process: ProcessKey,
         *,
         cell_sorry: Callable[[int, str, str, int], int],
         step: Callable[[str, int], StepResult],

@@ -1,0 +1,153 @@
+"""The REPL a notebook runs in: which process is running now, and what a dead one was told.
+
+Env and proof-state ids are numbered per REPL process, so every id the notebook keeps is paired
+with the `ProcessKey` of the process that made it; when the key changes, those ids are dead and
+the cells are replayed. This module is the notebook's only door to the server.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+from lean_kernel.engine.protocol import (
+    Command,
+    CommandResponse,
+    LeanError,
+    ProofStep,
+    ProofStepResponse,
+)
+from lean_kernel.engine.server import AutoLeanServer
+from lean_kernel.errors import (
+    LeanKernelError,
+    ReplCancelledError,
+    ReplCrashedError,
+    ReplMemoryError,
+    ReplProtocolError,
+    ReplTimeoutError,
+)
+
+__all__ = [
+    "NO_LIMIT",
+    "CellResult",
+    "NotebookRepl",
+    "ProcessKey",
+    "ReplUnavailableError",
+    "StepResult",
+    "describe_failure",
+    "interrupted_before_start",
+    "unavailable",
+]
+
+#: What the REPL answers to a cell's command.
+CellResult = CommandResponse | LeanError
+#: What the REPL answers to one tactic.
+StepResult = ProofStepResponse | LeanError
+
+#: ``run(timeout=NO_LIMIT)`` runs a cell without a time limit whatever the default is.
+NO_LIMIT = math.inf
+# How long an empty command may take in a healthy REPL (it loads Lean's prelude).
+_PROBE_TIMEOUT_S = 60.0
+
+
+class ReplUnavailableError(ReplCrashedError):
+    """No REPL can be started now; the document waits, unharmed, until one can."""
+
+
+@dataclass(frozen=True)
+class ProcessKey:
+    """Names one REPL process of a notebook: ids built in any other process are dead.
+
+    ``server`` counts the servers the notebook switched to (another config); ``generation``
+    counts the processes that server started (each restart).
+    """
+
+    server: int
+    generation: int
+
+
+class NotebookRepl:
+    """The server the cells run in, and the key of its running process.
+
+    Timeouts here are the notebook's: None means no limit (the server would read None as its
+    config's default, which the notebook's own default replaces).
+    """
+
+    def __init__(self, server: AutoLeanServer) -> None:
+        self.server = server
+        self._servers = 0
+
+    @property
+    def process(self) -> ProcessKey:
+        """The running process (it changes when the server restarts or is replaced)."""
+        return ProcessKey(self._servers, self.server.generation)
+
+    def replace(self, server: AutoLeanServer) -> None:
+        """Run in ``server`` from now on (every id of the old one is dead) and close the old."""
+        old, self.server = self.server, server
+        self._servers += 1
+        old.close()
+
+    def command(
+        self, text: str, env: int | None, timeout: float | None, cancel: threading.Event | None
+    ) -> CellResult:
+        """Elaborate ``text`` on ``env`` (None: a fresh environment)."""
+        request = Command(cmd=text, env=env)
+        return self.server.run(request, timeout=_server_timeout(timeout), cancel=cancel)
+
+    def step(
+        self, tactic: str, state: int, timeout: float | None, cancel: threading.Event | None
+    ) -> StepResult:
+        """Run one tactic on the REPL proof state ``state``."""
+        request = ProofStep(tactic=tactic, proof_state=state)
+        return self.server.run(request, timeout=_server_timeout(timeout), cancel=cancel)
+
+    def failure_to_run(self) -> str:
+        """Why the REPL cannot run even an empty command ("" when it can).
+
+        When the REPL dies on a cell that ran before, this tells a REPL that no longer starts
+        (a toolchain removed, a broken build) from a cell that really kills it (a timeout, too
+        much memory).
+        """
+        try:
+            self.server.run(Command(cmd=""), timeout=_PROBE_TIMEOUT_S)
+        except LeanKernelError as err:
+            return str(err).splitlines()[0] if str(err) else type(err).__name__
+        return ""
+
+
+def _server_timeout(timeout: float | None) -> float:
+    return math.inf if timeout is None else timeout
+
+
+def interrupted_before_start() -> ReplCancelledError:
+    """The error of a cell an interrupt stopped before its command was sent (nothing lost)."""
+    return ReplCancelledError(
+        "Interrupted before the cell ran; the document was not changed.", started=False
+    )
+
+
+def unavailable(why: str) -> ReplUnavailableError:
+    """The error of a cell that waits because the REPL cannot be started (``why``)."""
+    return ReplUnavailableError(
+        f"The REPL could not be started again: {why}. Fix it (see `python -m lean_kernel "
+        "doctor`), then run the cell again: the document is replayed first."
+    )
+
+
+def describe_failure(err: BaseException) -> str:
+    """What a command did to the REPL, to follow a cell label: "[3] timed out after 5 s"."""
+    if isinstance(err, ReplCancelledError):
+        return "was interrupted"
+    if isinstance(err, ReplTimeoutError):
+        return "timed out" if err.timeout is None else f"timed out after {err.timeout:g} s"
+    if isinstance(err, ReplMemoryError):
+        return "went over the memory limit"
+    if isinstance(err, ReplProtocolError):
+        return "made the REPL write garbage"
+    if isinstance(err, ReplCrashedError):
+        if err.exit_code is None:
+            return "crashed the REPL"
+        return f"crashed the REPL (exit code {err.exit_code})"
+    return "failed: " + (str(err).splitlines()[0] if str(err) else type(err).__name__)

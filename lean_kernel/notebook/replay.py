@@ -1,0 +1,249 @@
+"""Bringing the document up to date: elaborating cells, re-checking stale ones, replaying.
+
+Before anything runs, the cells above it are brought up to date in order, so a later cell never
+sees an outdated env. When the REPL process is replaced (crash, timeout, memory, interrupt,
+restart) every env id dies with it, so the cells are replayed into the new process, again just by
+bringing the document up to date. A cell whose command killed the REPL stays in the document as
+*failed*: it contributes nothing, and it is not replayed (that would kill the REPL again) until
+it is run again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lean_kernel.engine.protocol import CommandResponse
+from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
+from lean_kernel.notebook.cache import CachedResult, ResultCache
+from lean_kernel.notebook.document import Cell, Document
+from lean_kernel.notebook.process import NotebookRepl, describe_failure
+from lean_kernel.notebook.proofstates import ProofStates
+
+__all__ = ["MAX_RESTARTS", "Recheck", "Replayer"]
+
+#: How often bringing the document up to date may start over because the REPL was replaced
+#: underneath it (each start over follows a restart the server did on its own).
+MAX_RESTARTS = 5
+_SUMMARY_LABELS = 8
+
+
+@dataclass
+class Recheck:
+    """Cells brought up to date before or after a run: stale ones, or a replay after a restart."""
+
+    kind: Literal["stale", "replay"]
+    why: str
+    cells: list[Cell] = field(default_factory=list)
+    elapsed: float = 0.0
+    new_errors: list[Cell] = field(default_factory=list)
+    fixed: list[Cell] = field(default_factory=list)
+    failed: list[Cell] = field(default_factory=list)
+    #: interrupted before the end; the cells left will be brought up to date before the next run
+    interrupted: bool = False
+    left: int = 0
+    #: why the REPL could not be started again (the cells left wait for it, unharmed)
+    broken: str = ""
+
+    def summary(self) -> str:
+        """One line: what was re-checked or replayed, how long it took, and what went wrong."""
+        count = len(self.cells)
+        what = "Re-checked" if self.kind == "stale" else "Replayed"
+        noun = "stale cell" if self.kind == "stale" else "cell"
+        head = f"{what} {count} {noun}{'s' if count != 1 else ''}"
+        if count:
+            head += f" {_labels(self.cells)}"
+        head += f" in {_seconds(self.elapsed)}"
+        if self.why:
+            head = f"{self.why}; {head[0].lower()}{head[1:]}"
+        parts = [head]
+        for cell in self.failed:
+            parts.append(f"{cell.label} {cell.failure}: it adds nothing now (run it to retry)")
+        if self.new_errors:
+            parts.append(
+                "new errors in "
+                + ", ".join(f"{c.label} ({c.first_error()})" for c in self.new_errors)
+            )
+        if self.fixed:
+            parts.append(f"errors gone from {_labels(self.fixed)}")
+        if self.broken:
+            parts.append(
+                f"stopped: the REPL could not be started again ({self.broken}); {self.left} "
+                f"cell{'s' if self.left != 1 else ''} will be replayed once it can"
+            )
+        elif self.interrupted:
+            parts.append(
+                f"interrupted with {self.left} cell{'s' if self.left != 1 else ''} left, "
+                "brought up to date before the next cell runs"
+            )
+        elif not (self.failed or self.new_errors):
+            parts.append("no new errors")
+        return "; ".join(parts) + "."
+
+
+class Replayer:
+    """Elaborates the document's cells in the REPL, from the result cache when it can.
+
+    ``timeout`` is the default limit per cell (None: no limit); ``restart_reason`` says why the
+    REPL was last replaced, for the next replay's summary. The caller serialises calls.
+    """
+
+    def __init__(
+        self,
+        document: Document,
+        repl: NotebookRepl,
+        cache: ResultCache,
+        states: ProofStates,
+        timeout: float | None,
+    ) -> None:
+        self.document = document
+        self.repl = repl
+        self.cache = cache
+        self.states = states
+        self.timeout = timeout
+        self.restart_reason = ""
+
+    def elaborate(self, cell: Cell, parent: int | None, cancel: threading.Event) -> bool:
+        """Elaborate the cell on ``parent`` (or take the cached result); returns whether cached.
+
+        Raises what the server raises, and `StaleStateError` when the server restarted on its
+        own before sending (its health check); the cell is only changed on success.
+        """
+        process = self.repl.process
+        hit = self.cache.get(process, parent, cell.text)
+        cached = hit is not None
+        if hit is None:
+            timeout = cell.timeout if cell.timeout is not None else self.timeout
+            started = time.monotonic()
+            result = self.repl.command(cell.text, parent, timeout, cancel)
+            hit = CachedResult(result, time.monotonic() - started)
+            if self.repl.process != process:
+                # The answer is from a new process the other cells are not in yet.
+                raise StaleStateError("the REPL process was replaced before the command ran")
+            self.cache.put(process, parent, cell.text, hit)
+        cell.set_result(hit.result, parent, hit.elapsed, process)
+        sorries = hit.result.sorries if isinstance(hit.result, CommandResponse) else []
+        cell.sorry_handles = self.states.for_cell(
+            cell.id, cell.text, len(sorries), cell.sorry_handles
+        )
+        return cached
+
+    def bring_up_to_date(self, upto: int, cancel: threading.Event) -> Recheck:
+        """Bring the cells above ``upto`` up to date, in order; report what that took.
+
+        A cell on which the REPL dies is marked failed and the walk starts over in the new
+        process; an interrupt stops the walk (what is left is done before the next run).
+        """
+        document = self.document
+        start = document.known_current(self.repl.process)
+        process = self.repl.process
+        dead = any(c.process not in (None, process) for c in document.cells[start:upto])
+        recheck = Recheck("replay" if dead else "stale", self.restart_reason if dead else "")
+        started = time.monotonic()
+        had_errors: dict[int, bool] = {}
+        index = self._walk(recheck, start, upto, cancel, had_errors)
+        recheck.elapsed = time.monotonic() - started
+        document.mark_current(index, self.repl.process)
+        if recheck.interrupted or recheck.broken:
+            recheck.left = document.statuses(self.repl.process)[:upto].count("stale")
+        _compare_errors(recheck, had_errors)
+        return recheck
+
+    def recover(self, err: LeanKernelError, cancel: threading.Event, label: str) -> Recheck:
+        """After the REPL died on a command: replay the whole document into the new process.
+
+        The interrupt that caused it is spent; a second one stops the replay.
+        """
+        if isinstance(err, ReplCancelledError):
+            cancel.clear()
+        self.restart_reason = f"REPL restarted because {label} {describe_failure(err)}"
+        recheck = self.bring_up_to_date(len(self.document.cells), cancel)
+        recheck.kind = "replay"
+        recheck.why = self.restart_reason
+        return recheck
+
+    def _walk(
+        self,
+        recheck: Recheck,
+        index: int,
+        upto: int,
+        cancel: threading.Event,
+        had_errors: dict[int, bool],
+    ) -> int:
+        """Elaborate the cells from ``index`` on that are not current; returns where it stopped.
+
+        ``had_errors`` records, by ``id(cell)``, whether each cell had errors before.
+        """
+        cells = self.document.cells
+        restarts = 0
+        parent = self.document.parent_env(index)  # the env of the last cell so far that built one
+        while index < min(upto, len(cells)):
+            cell = cells[index]
+            if cell.failure is not None or cell.is_current(parent, self.repl.process):
+                parent = parent if cell.env is None else cell.env
+                index += 1
+                continue
+            if cancel.is_set():
+                recheck.interrupted = True
+                break
+            if cell.process not in (None, self.repl.process):
+                recheck.kind = "replay"
+                recheck.why = recheck.why or self.restart_reason
+            had_errors.setdefault(id(cell), cell.has_errors)
+            try:
+                self.elaborate(cell, parent, cancel)
+            except StaleStateError:
+                self.restart_reason = (
+                    "REPL restarted (its process had exited or used too much memory)"
+                )
+            except ReplCancelledError:
+                self.restart_reason = "REPL restarted after an interrupt"
+                recheck.interrupted = True
+                break
+            except LeanKernelError as err:
+                broken = self.repl.failure_to_run()
+                if broken:
+                    # The REPL itself no longer works: not this cell's fault; keep it for later.
+                    recheck.broken = broken
+                    break
+                cell.set_failure(describe_failure(err))
+                recheck.failed.append(cell)
+                self.restart_reason = f"REPL restarted because {cell.label} {cell.failure}"
+            else:
+                if cell not in recheck.cells:
+                    recheck.cells.append(cell)
+                parent = parent if cell.env is None else cell.env
+                index += 1
+                continue
+            restarts += 1
+            if restarts > MAX_RESTARTS + len(cells):
+                break
+            recheck.kind = "replay"
+            recheck.why = self.restart_reason
+            index, parent = 0, None
+        return index
+
+
+def _compare_errors(recheck: Recheck, had_errors: dict[int, bool]) -> None:
+    """Sort the re-checked cells into new errors and fixed ones; drop those that failed."""
+    for cell in recheck.cells:
+        if cell.failure is not None:
+            continue
+        if cell.has_errors and not had_errors.get(id(cell), False):
+            recheck.new_errors.append(cell)
+        elif not cell.has_errors and had_errors.get(id(cell), False):
+            recheck.fixed.append(cell)
+    recheck.cells = [c for c in recheck.cells if c.failure is None]
+
+
+def _labels(cells: list[Cell]) -> str:
+    labels = [c.label for c in cells]
+    if len(labels) > _SUMMARY_LABELS:
+        return f"{' '.join(labels[:3])} … {' '.join(labels[-2:])}"
+    return " ".join(labels)
+
+
+def _seconds(elapsed: float) -> str:
+    return f"{elapsed * 1000:.0f} ms" if elapsed < 1 else f"{elapsed:.1f} s"
