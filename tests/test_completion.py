@@ -12,7 +12,6 @@ from lean_kernel.text.completion import (
     CompletionResult,
     check_complete,
     complete,
-    is_complete,
     name_at,
 )
 from lean_kernel.text.syntax import declared_names, is_id_first, is_id_rest, mask
@@ -278,7 +277,7 @@ def test_name_at_nothing_there():
     ],
 )
 def test_complete_inputs(code):
-    assert is_complete(code) == "complete"
+    assert check_complete(code).status == "complete"
 
 
 @pytest.mark.parametrize(
@@ -313,20 +312,20 @@ def test_complete_inputs(code):
     ],
 )
 def test_incomplete_inputs(code):
-    assert is_complete(code) == "incomplete"
+    assert check_complete(code).status == "incomplete"
 
 
 @pytest.mark.parametrize("code", ["#eval 1)", "#check ]", "(1 + 2]", "⟨1, 2)", "def f := }"])
 def test_invalid_inputs(code):
-    assert is_complete(code) == "invalid"
+    assert check_complete(code).status == "invalid"
 
 
 def test_brackets_in_comments_and_strings_do_not_count():
-    assert is_complete('#eval ")"') == "complete"
-    assert is_complete("-- )") == "complete"
-    assert is_complete("/- ) -/ #eval 1") == "complete"
-    assert is_complete("#eval ')'") == "complete"
-    assert is_complete('#eval r#"("#') == "complete"
+    assert check_complete('#eval ")"').status == "complete"
+    assert check_complete("-- )").status == "complete"
+    assert check_complete("/- ) -/ #eval 1").status == "complete"
+    assert check_complete("#eval ')'").status == "complete"
+    assert check_complete('#eval r#"("#').status == "complete"
 
 
 def test_indent_hint_for_console():

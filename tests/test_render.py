@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lean_kernel.display.render import (
+from lean_kernel.display import (
     eval_outputs,
     render_error_summary,
     render_html,

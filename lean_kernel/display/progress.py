@@ -304,7 +304,7 @@ def make_progress(
         send = ipython_send()
     if send is None:
         return StreamProgress(stream)
-    if mode == "widget" or (mode == "auto" and _widgets_installed() and _in_kernel()):
+    if mode == "widget" or (mode == "auto" and widgets_available()):
         return WidgetProgress(send, on_cancel)
     return DisplayProgress(send)
 

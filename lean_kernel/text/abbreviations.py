@@ -426,15 +426,20 @@ def _parse(lines: list[str]) -> tuple[dict[str, str], dict[str, tuple[int, int]]
 
 _TABLE_DICT, _RANK = _parse([*filter(None, _TABLE.splitlines()), *_FAMILIES])
 
-#: Every abbreviation (without its backslash) and the text it stands for.
+#: Every abbreviation (without its backslash) and the text it stands for: the table completion
+#: reads, and the one for Python code that writes Lean text (e.g. ``\to`` as → in generated
+#: statements), so both agree with what a Lean editor types.
 ABBREVIATIONS: MappingProxyType[str, str] = MappingProxyType(_TABLE_DICT)
 
-_SORTED = sorted(_TABLE_DICT)
+_SORTED = sorted(ABBREVIATIONS)
 
 
 def expand(abbreviation: str) -> str | None:
-    r"""The symbol `\abbreviation` stands for, or None."""
-    return _TABLE_DICT.get(abbreviation)
+    r"""The symbol `\abbreviation` stands for (`expand("to")` is →), or None.
+
+    What a Lean editor puts in place of a complete abbreviation; completion offers it first.
+    """
+    return ABBREVIATIONS.get(abbreviation)
 
 
 def is_prefix(text: str) -> bool:
@@ -455,11 +460,11 @@ def matching(prefix: str) -> tuple[tuple[str, str], ...]:
     stop = start
     while stop < len(_SORTED) and _SORTED[stop].startswith(prefix):
         stop += 1
-    found = sorted(_SORTED[start:stop], key=lambda a: (a != prefix, _RANK[a]))
-    seen: set[str] = set()
-    result = []
-    for abbreviation in found:
-        symbol = _TABLE_DICT[abbreviation]
+    exact = expand(prefix)
+    result = [] if exact is None else [(prefix, exact)]
+    seen = {symbol for _, symbol in result}
+    for abbreviation in sorted(_SORTED[start:stop], key=lambda a: _RANK[a]):
+        symbol = ABBREVIATIONS[abbreviation]
         if symbol not in seen:
             seen.add(symbol)
             result.append((abbreviation, symbol))

@@ -1,4 +1,4 @@
-r"""Completion, inspection targets and `is_complete` for Lean text, without Lean.
+r"""Completion, inspection targets and input checks for Lean text, without Lean.
 
 These run on every keypress in the notebook, so they answer from tables built at import and a
 small lexer (`lean_kernel.text.syntax`), never from the REPL:
@@ -7,8 +7,8 @@ small lexer (`lean_kernel.text.syntax`), never from the REPL:
   editor); elsewhere complete the identifier before the cursor from Lean keywords, tactics,
   `#commands` and the names the notebook declared.
 - `name_at`: the identifier under the cursor, for `inspect` (shift-tab) requests.
-- `check_complete` / `is_complete`: whether `jupyter console` should run the input or keep
-  reading lines, and how far to indent the next one.
+- `check_complete`: whether `jupyter console` should run the input or keep reading lines
+  (Jupyter's `is_complete` request), and how far to indent the next one.
 
 Pure Python; the kernel turns the results into Jupyter replies.
 """
@@ -199,13 +199,17 @@ def name_at(code: str, cursor_pos: int) -> tuple[str, int, int] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# is_complete
+# check_complete (Jupyter's is_complete request)
 
 Completeness = Literal["complete", "incomplete", "invalid"]
 
 
 @dataclass(frozen=True)
 class CompleteCheck:
+    """Whether an input can run: what a kernel answers to Jupyter's `is_complete` request."""
+
+    #: `complete` when the code can be run as is, `incomplete` when more lines must come,
+    #: `invalid` when no continuation could fix it (a bracket closes that never opened)
     status: Completeness
     #: for "incomplete": the whitespace to start the next line with
     indent: str = ""
@@ -229,14 +233,9 @@ _CONTINUATION_ENDINGS = (
 _INDENT_STEP = "  "
 
 
-def is_complete(code: str) -> Completeness:
-    """`complete` when `code` can be run as is, `incomplete` when more lines must come,
-    `invalid` when no continuation could fix it (a bracket closes that never opened)."""
-    return check_complete(code).status
-
-
 def check_complete(code: str) -> CompleteCheck:
-    """`is_complete` plus the indent `jupyter console` should put on the next line.
+    """Whether `code` is complete, incomplete or invalid, and the indent `jupyter console`
+    should put on the next line when more must come.
 
     Incomplete: an open `/-` comment, string or bracket; a last line ending in `:=`, `by`,
     `where`, `=>`, `,`, an operator ...; or an indented block (as in IPython, a blank line ends
