@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "BatchArgsError",
     "commands_from_value",
     "parse_batch_args",
+    "read_commands",
     "split_commands",
 ]
 
@@ -130,6 +131,23 @@ def split_commands(body: str, separator: str = DEFAULT_SEPARATOR) -> list[str]:
             current.append(line)
     commands.append("\n".join(current))
     return [command.strip("\n") for command in commands if command.strip()]
+
+
+def read_commands(args: BatchArgs, body: str, variables: Mapping[str, Any]) -> list[str]:
+    """The commands of a batch in a Python notebook: the cell body cut at separator lines, or
+    the list in the variable ``-i`` names (one of the two)."""
+    if args.input is None:
+        if not body.strip():
+            raise BatchArgsError(
+                "no commands: put them in a %%lean_batch cell, separated by ----, or name a "
+                "list of them: %lean_batch -i VAR"
+            )
+        return split_commands(body, args.separator)
+    if body.strip():
+        raise BatchArgsError("give the commands in the cell or with -i, not both")
+    if args.input not in variables:
+        raise BatchArgsError(f"-i {args.input}: no such variable")
+    return commands_from_value(variables[args.input], args.input)
 
 
 def commands_from_value(value: Any, name: str) -> list[str]:

@@ -8,7 +8,6 @@ again for another number of workers, and remembers the last batches by name for 
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from lean_kernel.display.progress import ProgressDriver
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.outcome import ACCEPTED, FAILED
 
-__all__ = ["KEPT_BATCHES", "BatchKeeper", "BatchRun", "titled"]
+__all__ = ["KEPT_BATCHES", "BatchKeeper", "BatchRun"]
 
 #: Batches kept for status tables and ``%batch`` (the running ones and the last finished ones).
 KEPT_BATCHES = 20
@@ -154,11 +153,3 @@ class BatchKeeper:
     def batch_rows(self) -> list[dict[str, Any]]:
         """One row per kept batch, oldest first."""
         return [run.row() for run in self.batches]
-
-
-def titled(title: str, bundle: dict[str, str]) -> dict[str, str]:
-    """``bundle`` (text/plain and text/html, e.g. a ``render_table``) under a bold title."""
-    return {
-        "text/plain": f"{title}\n{bundle['text/plain']}",
-        "text/html": f"<div><b>{html.escape(title)}</b></div>{bundle['text/html']}",
-    }

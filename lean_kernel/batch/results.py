@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
-from lean_kernel.display.render import render_table
+from lean_kernel.display import render_table
 from lean_kernel.engine.outcome import ACCEPTED, FAILED, STATUSES, Status
 from lean_kernel.engine.protocol import (
     CommandResponse,

@@ -2,7 +2,7 @@
 
 Python users drive Lean to *use* the answers (filter statements, collect goals), so the result
 exposes ``messages``, ``sorries``, ``env`` and friends as plain attributes; displayed, it shows the
-diagnostics as the Lean kernel would (``lean_kernel.display.render``), with a line for cells
+diagnostics as the Lean kernel would (``lean_kernel.display``), with a line for cells
 re-checked or replayed first."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from lean_kernel.display.render import render_error_summary, render_result
+from lean_kernel.display import render_error_summary, render_result
 from lean_kernel.engine.protocol import CommandResponse, LeanError, Message, Pos, Sorry
 from lean_kernel.errors import LeanKernelError
 from lean_kernel.notebook import CellRun

@@ -1,2 +1,11 @@
-"""The Jupyter kernel for Lean 4: small ``do_*`` hooks over a shell that runs cells, its output
-and its magics. ``python -m lean_kernel kernel`` starts it (what the kernelspec runs)."""
+"""The Jupyter kernel for Lean 4; ``python -m lean_kernel kernel`` starts it (what the kernelspec
+runs). Top to bottom:
+
+* ``kernel``: ``LeanKernel``, the protocol adapter: small ``do_*`` hooks, interrupts, comms;
+* ``output``: ``KernelOutput``, a cell's output as iopub messages (any thread);
+* ``shell``: ``LeanShell``, the behaviour without ZMQ: the document, cells, proofs, batches;
+* ``batches``: what only the kernel does with a ``%%lean_batch`` (await it, show its table);
+* ``magics``: the ``%`` magics, as a table of small handlers;
+* ``inspection``, ``failures``: what Lean says about a name; how a failed cell reads;
+* ``host``: what magics see of the kernel (``Host``, ``Output``, ``CellPlan``, ``MagicError``).
+"""

@@ -6,10 +6,11 @@ rest of the cell), else any number of ``%name args`` lines at the top (line magi
 order), then Lean code. A line magic may use the code below it (``%proof`` reads tactics,
 ``%timeout`` limits it); whatever code no magic took runs as the cell's Lean code.
 
-Handlers receive the kernel (for the notebook and for output) and a ``CellPlan`` they may change;
-they return an execute reply when they decide the cell's outcome, or None to let the cell go on
-(or an awaitable of either, for a magic that waits without blocking the kernel: ``%%lean_batch``).
-Wrong usage raises ``MagicError``, which the kernel shows as a ``UsageError`` with the usage line.
+Handlers receive the ``Host`` (``lean_kernel.kernel.host``: the output, the document, the batch
+keeper; never the Jupyter kernel itself) and a ``CellPlan`` they may change; they return an
+execute reply when they decide the cell's outcome, or None to let the cell go on (or an awaitable
+of either, for a magic that waits without blocking the kernel: ``%%lean_batch``). Wrong usage
+raises ``MagicError``, which the kernel shows as a ``UsageError`` with the usage line.
 """
 
 from __future__ import annotations
@@ -19,43 +20,28 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from lean_kernel.batch.args import BatchArgsError, parse_batch_args, split_commands
-from lean_kernel.batch.keeper import titled
 from lean_kernel.batch.results import ItemResult
-from lean_kernel.display.render import render_result, render_table
+from lean_kernel.display import render_result, render_table, titled
 from lean_kernel.engine.protocol import LeanError
 from lean_kernel.engine.settings import describe_seconds, parse_seconds
+from lean_kernel.kernel.host import CellPlan, Host, MagicError, Reply
 from lean_kernel.notebook import NO_LIMIT
 
-if TYPE_CHECKING:
-    from lean_kernel.kernel.kernel import LeanKernel
+Handler = Callable[[Host, CellPlan, str], "Reply | None | Awaitable[Reply | None]"]
 
-Reply = dict[str, Any]
-Handler = Callable[["LeanKernel", "CellPlan", str], "Reply | None | Awaitable[Reply | None]"]
-
-__all__ = ["MAGICS", "CellPlan", "Magic", "MagicCall", "MagicError", "magic", "parse_cell"]
-
-
-class MagicError(ValueError):
-    """A magic was used wrongly (unknown name, bad argument); the message says how to fix it."""
-
-
-@dataclass
-class CellPlan:
-    """What is left to do for a cell once magics have had their say.
-
-    ``source`` is the cell as shown (diagnostics are drawn on it); ``body`` the Lean code left to
-    run, starting after ``body_offset`` lines of ``source``.
-    """
-
-    source: str
-    body: str
-    body_offset: int
-    timeout: float | None = None
-    #: a magic took the body (tactics, a batch ...): there is no Lean code left to run
-    done: bool = False
+__all__ = [
+    "MAGICS",
+    "Magic",
+    "MagicCall",
+    "ParsedCell",
+    "known_magics",
+    "lookup",
+    "magic",
+    "magic_help",
+    "parse_cell",
+]
 
 
 @dataclass(frozen=True)
@@ -183,7 +169,7 @@ def _seconds(text: str, usage: str) -> float:
     "the last sorry) and show the goals left",
     needs_body=True,
 )
-def _proof(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply:
+def _proof(host: Host, plan: CellPlan, args: str) -> Reply:
     state = None
     if args:
         if not re.fullmatch(r"\d+", args):
@@ -197,7 +183,7 @@ def _proof(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply:
             "%proof needs tactics on the lines below it, one per line, e.g.\n%proof\nintro n\nsimp"
         )
     plan.done = True
-    return kernel.run_proof(plan, state)
+    return host.run_proof(plan, state)
 
 
 @magic(
@@ -205,47 +191,48 @@ def _proof(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply:
     "%timeout [SECONDS|none]",
     "limit this cell's Lean code (when code follows), else every cell; alone: show the limit",
 )
-def _timeout(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+def _timeout(host: Host, plan: CellPlan, args: str) -> Reply | None:
     usage = MAGICS["timeout"].usage
     if not args:
-        kernel.send_note(f"Timeout per cell: {describe_seconds(kernel.notebook_timeout)}.")
+        host.output.note(f"Timeout per cell: {describe_seconds(host.settings.timeout)}.")
         return None
     value = _seconds(args, usage)
     if plan.body.strip():
         plan.timeout = value
         return None
-    kernel.notebook_timeout = None if math.isinf(value) else value
-    kernel.send_note(f"Timeout per cell: {describe_seconds(value)}.")
+    host.set_timeout(None if math.isinf(value) else value)
+    host.output.note(f"Timeout per cell: {describe_seconds(value)}.")
     return None
 
 
 @magic("restart", "%restart", "restart the Lean REPL and replay the document into it")
-def _restart(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+def _restart(host: Host, plan: CellPlan, args: str) -> Reply | None:
     _no_args("restart", args)
-    return kernel.restart_repl()
+    host.restart_repl()
+    return None
 
 
 @magic("reset", "%reset", "forget every cell: a new, empty document in a fresh REPL")
-def _reset(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+def _reset(host: Host, plan: CellPlan, args: str) -> Reply | None:
     _no_args("reset", args)
-    kernel.notebook.reset()
-    kernel.send_note("Document cleared: the next cell starts a new document in a fresh REPL.")
+    host.notebook.reset()
+    host.output.note("Document cleared: the next cell starts a new document in a fresh REPL.")
     return None
 
 
 @magic("cells", "%cells", "show the document as the kernel sees it: cells, envs, status, times")
-def _cells(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+def _cells(host: Host, plan: CellPlan, args: str) -> Reply | None:
     _no_args("cells", args)
-    rows = kernel.notebook.table()
+    rows = host.notebook.table()
     if not rows:
-        kernel.send_note("The document is empty: no Lean cell has run yet.")
+        host.output.note("The document is empty: no Lean cell has run yet.")
         return None
-    kernel.send_display(render_table(rows))
+    host.output.display(render_table(rows))
     return None
 
 
 @magic("load", "%load FILE.lean", "run a .lean file as this cell's code")
-def _load(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+def _load(host: Host, plan: CellPlan, args: str) -> Reply | None:
     if not args:
         raise MagicError("Usage: %load FILE.lean (a path relative to the notebook's folder).")
     if plan.body.strip():
@@ -265,20 +252,21 @@ def _load(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
     "use the Lake project in DIR (its Lean version and dependencies) and replay the document; "
     "alone: say what the kernel runs",
 )
-def _project(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+def _project(host: Host, plan: CellPlan, args: str) -> Reply | None:
     if not args:
-        kernel.send_note(kernel.describe_repl())
+        host.output.note(host.describe_repl())
         return None
     folder = Path(args.strip("\"'")).expanduser().resolve()
     if not folder.is_dir():
         raise MagicError(f"%project: {folder} is not a folder.")
-    config = replace(kernel.settings, project=folder).config(working_dir=folder)
-    return kernel.switch_config(config)
+    config = replace(host.settings, project=folder).config(working_dir=folder)
+    host.switch_config(config)
+    return None
 
 
 @magic("help", "%help", "list the kernel magics")
-def _help(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
-    kernel.send_stream(magic_help() + "\n")
+def _help(host: Host, plan: CellPlan, args: str) -> Reply | None:
+    host.output.stream(magic_help() + "\n")
     return None
 
 
@@ -300,7 +288,7 @@ BATCH_USAGE = (
     cell=True,
     needs_body=True,
 )
-def _lean_batch(kernel: LeanKernel, plan: CellPlan, args: str) -> Awaitable[Reply]:
+def _lean_batch(host: Host, plan: CellPlan, args: str) -> Awaitable[Reply]:
     try:
         parsed = parse_batch_args(args, BATCH_USAGE)
     except BatchArgsError as err:
@@ -320,7 +308,7 @@ def _lean_batch(kernel: LeanKernel, plan: CellPlan, args: str) -> Awaitable[Repl
             f"{parsed.separator}\ntheorem b : 2 + 2 = 4 := rfl\nusage: {BATCH_USAGE}"
         )
     plan.done = True
-    return kernel.run_batch(parsed, commands)
+    return host.run_batch(parsed, commands)
 
 
 @magic(
@@ -329,20 +317,20 @@ def _lean_batch(kernel: LeanKernel, plan: CellPlan, args: str) -> Awaitable[Repl
     "the kept batch results: a list; NAME: its table again; N: item N's command and messages "
     "in full; all: every item",
 )
-def _batch(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
+def _batch(host: Host, plan: CellPlan, args: str) -> Reply | None:
     words = args.split()
     usage = MAGICS["batch"].usage
     if len(words) > 2:
         raise MagicError(f"Usage: {usage}")
-    keeper = kernel.batches
+    keeper = host.keeper
     if not words:
         if not keeper.batches:
-            kernel.send_note("No batch has run yet in this kernel (%%lean_batch runs one).")
+            host.output.note("No batch has run yet in this kernel (%%lean_batch runs one).")
         else:
-            kernel.send_display(titled("Batches", render_table(keeper.batch_rows())))
+            host.output.display(titled("Batches", render_table(keeper.batch_rows())))
         rows = keeper.pool_rows()
         if rows is not None:
-            kernel.send_display(titled(keeper.pool_title(), render_table(rows)))
+            host.output.display(titled(keeper.pool_title(), render_table(rows)))
         return None
     run = keeper.find(words[0])
     if run is None:
@@ -351,11 +339,11 @@ def _batch(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
     results = run.handle.results
     more = f"`%batch {run.name} all` shows every item"
     if len(words) == 1:
-        kernel.send_display(results.table_bundle(more=more))
+        host.output.display(results.table_bundle(more=more))
     elif words[1] == "all":
-        kernel.send_display(results.table_bundle(limit=None))
+        host.output.display(results.table_bundle(limit=None))
     elif re.fullmatch(r"\d+", words[1]) and int(words[1]) < len(results):
-        _show_item(kernel, run.name, results[int(words[1])])
+        _show_item(host, run.name, results[int(words[1])])
     else:
         raise MagicError(
             f"%batch {run.name} {words[1]}: give an item number from 0 to {len(results) - 1}, "
@@ -364,19 +352,19 @@ def _batch(kernel: LeanKernel, plan: CellPlan, args: str) -> Reply | None:
     return None
 
 
-def _show_item(kernel: LeanKernel, name: str, item: ItemResult) -> None:
+def _show_item(host: Host, name: str, item: ItemResult) -> None:
     """One batch item: its command and what Lean said about it, drawn on the command."""
     head = f"{name} #{item.index}: {item.status}, {item.time:.3f} s"
     if item.header_time:
         head += f" (+ {item.header_time:.3f} s header)"
     if item.worker:
         head += f", on {item.worker}"
-    kernel.send_note(head)
+    host.output.note(head)
     response = item.response
     if response is not None and not isinstance(response, LeanError):
         bundle = render_result(item.command, response)
         if bundle:
-            kernel.send_display(bundle)
+            host.output.display(bundle)
             return
     details = "\n".join(message.data for message in item.messages) or "(no messages)"
-    kernel.send_display({"text/plain": f"{item.command}\n\n{details}"})
+    host.output.display({"text/plain": f"{item.command}\n\n{details}"})

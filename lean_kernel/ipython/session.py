@@ -1,0 +1,175 @@
+"""What the IPython extension keeps for one shell: settings, the Lean document, the batch pool.
+
+``LeanSession`` is also the ``BatchHost`` of the shared ``%%lean_batch``
+(``lean_kernel.batch.magic``): in a Python notebook a batch says where its results go in words
+about the results variable, prints rather than sending kernel notes, and shows progress through
+IPython's display publisher.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from lean_kernel.batch.keeper import BatchKeeper, BatchRun
+from lean_kernel.batch.pool import LeanServerPool
+from lean_kernel.display.progress import ProgressMode, Send, ipython_send
+from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.settings import Settings
+from lean_kernel.notebook import Notebook
+
+__all__ = ["LeanSession"]
+
+
+@dataclass
+class _Execution:
+    """The IPython execution being run: its cell id and how many ``%lean`` it has used."""
+
+    cell_id: str | None = None
+    count: int = 0
+    used: int = 0
+
+
+class LeanSession:
+    """What the extension keeps for one IPython shell: settings, the Lean cell document (with
+    its REPL), and the batch pool. REPLs start on first use."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.settings = Settings.from_env()
+        #: the batch pool (made by the first %%lean_batch) and the last batches
+        self.keeper = BatchKeeper()
+        self._lock = threading.RLock()
+        self._notebook: Notebook | None = None
+        self._execution = _Execution()
+
+    # -- REPLs -----------------------------------------------------------------------------------
+
+    @property
+    def notebook(self) -> Notebook:
+        """The document of ``%lean`` cells, with its REPL (started now if needed)."""
+        with self._lock:
+            if self._notebook is None:
+                self._notebook = Notebook(
+                    self.settings.config(os.getcwd()),
+                    timeout=self.settings.timeout,
+                    max_process_memory=self.settings.memory_mb,
+                )
+            return self._notebook
+
+    @property
+    def started_notebook(self) -> Notebook | None:
+        """The document if a ``%lean`` started it (status tables do not start one)."""
+        return self._notebook
+
+    @property
+    def batches(self) -> list[BatchRun]:
+        """The last batches, oldest first."""
+        return self.keeper.batches
+
+    @property
+    def _pool(self) -> LeanServerPool | None:
+        return self.keeper.pool
+
+    def reconfigure(self, settings: Settings) -> list[str]:
+        """Apply new settings; returns what was done, in words."""
+        with self._lock:
+            old, self.settings = self.settings, settings
+            done = []
+            repl_changed = (old.repl, old.project, old.memory_mb, old.incremental) != (
+                settings.repl,
+                settings.project,
+                settings.memory_mb,
+                settings.incremental,
+            )
+            if repl_changed and self.keeper.running():
+                self.settings = old
+                raise UsageError(
+                    "A batch is running; cancel it (RESULTS.cancel(), or its Cancel button) or "
+                    "wait for it before changing the REPL."
+                )
+            if repl_changed and self._pool is not None:
+                self.keeper.close_pool()
+                done.append("batch pool closed (the next batch starts a new one)")
+            if self._notebook is not None:
+                self._notebook.timeout = settings.timeout
+                if repl_changed:
+                    self._notebook.max_process_memory = settings.memory_mb
+                    recheck = self._notebook.use_config(settings.config(os.getcwd()))
+                    done.append(recheck.summary())
+            resized = old.workers != settings.workers and self._pool is not None
+            if resized and not self.keeper.running():
+                self.keeper.close_pool()
+                done.append("batch pool closed (the next batch starts one of the new size)")
+            return done
+
+    def close(self) -> None:
+        """Stop the document's REPL and the batch pool (cancelling running batches)."""
+        with self._lock:
+            self.keeper.close()
+            notebook, self._notebook = self._notebook, None
+            if notebook is not None:
+                notebook.close()
+
+    # -- the shared %%lean_batch's host ------------------------------------------------------------
+
+    def pool_config(self) -> LeanREPLConfig:
+        """A new batch pool runs what the session's settings describe."""
+        return self.settings.config(os.getcwd())
+
+    def note(self, text: str) -> None:
+        """A line about the batch pool, printed under the cell."""
+        print(text)
+
+    def warn(self, text: str) -> None:
+        """A warning about the batch pool, as a Python warning (filters and tests see it)."""
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+    def announce(self, run: BatchRun, count: int) -> None:
+        """The batch runs in the background; its results fill the variable ``run.name``."""
+        name = run.name
+        print(
+            f"Checking {count} commands on {run.workers} workers in the background; "
+            f"results fill `{name}` ({name}.wait() blocks until done, "
+            f"{name}.cancel() stops)."
+        )
+
+    def progress_target(self, mode: str) -> tuple[ProgressMode, Send | None]:
+        """Display messages go through IPython's publisher under a kernel (or when asked for);
+        elsewhere (a terminal) ``auto`` progress is a line on stderr."""
+        has_kernel = getattr(self.shell, "kernel", None) is not None
+        if mode in ("widget", "text") or (mode == "auto" and has_kernel):
+            return mode, ipython_send(self.shell)  # type: ignore[return-value]
+        return mode, None  # type: ignore[return-value]
+
+    # -- cell ids ------------------------------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        """IPython's hook before each execution: note the frontend's cell id."""
+        cell_id = getattr(info, "cell_id", None) or self._parent_cell_id()
+        self._execution = _Execution(cell_id=cell_id, count=self.shell.execution_count)
+
+    def _parent_cell_id(self) -> str | None:
+        """``cellId`` from the execute request's metadata (JupyterLab, Notebook 7, VS Code)."""
+        parent = getattr(self.shell, "parent_header", None)
+        kernel = getattr(self.shell, "kernel", None)
+        if not parent and kernel is not None and hasattr(kernel, "get_parent"):
+            parent = kernel.get_parent()
+        metadata = (parent or {}).get("metadata") or {}
+        cell_id = metadata.get("cellId")
+        return str(cell_id) if cell_id else None
+
+    def next_cell(self) -> tuple[str | None, str]:
+        """(Notebook cell id, label) for the next Lean run of this execution: the frontend's
+        cell id and the run's position in the execution, or None (a new cell each time)."""
+        execution = self._execution
+        execution.used += 1
+        label = f"[{execution.count}]" + (f".{execution.used}" if execution.used > 1 else "")
+        if execution.cell_id is None:
+            return None, label
+        return f"{execution.cell_id}/{execution.used}", label
