@@ -35,16 +35,8 @@ from lean_kernel.engine.protocol import (
 )
 from lean_kernel.engine.server import AutoLeanServer, LeanServer
 from lean_kernel.engine.sessioncache import ReplaySessionCache
-from lean_kernel.errors import (
-    LeanKernelError,
-    ReplCancelledError,
-    ReplCrashedError,
-    ReplMemoryError,
-    ReplProtocolError,
-    ReplSetupError,
-    ReplTimeoutError,
-    StaleStateError,
-)
+from lean_kernel.errors import *  # noqa: F403  (every error users can act on)
+from lean_kernel.errors import __all__ as _error_names
 from lean_kernel.notebook import Notebook
 
 for _old, _module in {
@@ -66,7 +58,6 @@ __all__ = [
     "FileCommand",
     "ItemResult",
     "LeanError",
-    "LeanKernelError",
     "LeanREPLConfig",
     "LeanServer",
     "LeanServerPool",
@@ -77,19 +68,13 @@ __all__ = [
     "Pos",
     "ProofStep",
     "ProofStepResponse",
-    "ReplCancelledError",
-    "ReplCrashedError",
-    "ReplMemoryError",
-    "ReplProtocolError",
-    "ReplSetupError",
-    "ReplTimeoutError",
     "ReplaySessionCache",
     "Sorry",
-    "StaleStateError",
     "Tactic",
     "UnpickleEnvironment",
     "UnpickleProofState",
     "__version__",
+    *_error_names,
 ]
 
 

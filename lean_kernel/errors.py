@@ -12,13 +12,27 @@ from __future__ import annotations
 
 import copy
 import signal
-from typing import TypeVar
+from typing import ClassVar, TypeVar
+
+__all__ = [
+    "LeanKernelError",
+    "ReplCancelledError",
+    "ReplCrashedError",
+    "ReplMemoryError",
+    "ReplProtocolError",
+    "ReplSetupError",
+    "ReplTimeoutError",
+    "StaleStateError",
+]
 
 _E = TypeVar("_E", bound="LeanKernelError")
 
 
 class LeanKernelError(Exception):
     """Base class of every error raised by lean_kernel."""
+
+    #: The status a command that raised this counts as (``lean_kernel.engine.outcome``).
+    outcome: ClassVar[str] = "exception"
 
     def reworded(self: _E, message: str) -> _E:
         """The same error (type and fields) with another message, e.g. with context in front."""
@@ -33,6 +47,8 @@ class ReplTimeoutError(LeanKernelError, TimeoutError):
     ``timeout`` is the limit that fired, in seconds.
     """
 
+    outcome = "timeout"
+
     def __init__(self, message: str = "", *, timeout: float | None = None) -> None:
         super().__init__(message)
         self.timeout = timeout
@@ -43,6 +59,8 @@ class ReplCrashedError(LeanKernelError, ConnectionError):
 
     ``exit_code`` is the process's exit status when known (negative: killed by that signal).
     """
+
+    outcome = "crashed"
 
     def __init__(self, message: str = "", *, exit_code: int | None = None) -> None:
         super().__init__(message)
@@ -62,12 +80,16 @@ class ReplCrashedError(LeanKernelError, ConnectionError):
 class ReplProtocolError(LeanKernelError, ValueError):
     """The REPL wrote something that is not a framed JSON response."""
 
+    outcome = "crashed"
+
 
 class ReplMemoryError(LeanKernelError, MemoryError):
     """The REPL went over its memory limit and was killed.
 
     ``reason`` says which limit, in words (``the REPL used 9100 MB > max_process_memory=8000``).
     """
+
+    outcome = "crashed"
 
     def __init__(self, message: str = "", *, reason: str = "") -> None:
         super().__init__(message)
@@ -80,6 +102,8 @@ class ReplCancelledError(LeanKernelError, InterruptedError):
     ``started``: whether the command had reached the REPL (then the REPL process was killed);
     False when it was stopped before, so nothing was lost.
     """
+
+    outcome = "cancelled"
 
     def __init__(self, message: str = "", *, started: bool = True) -> None:
         super().__init__(message)

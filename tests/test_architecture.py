@@ -68,12 +68,12 @@ def test_the_engine_names_load_no_jupyter_machinery():
 def test_old_module_paths_are_the_new_modules():
     import lean_interact.pool
     import lean_interact.server
-
     import lean_kernel.config
     import lean_kernel.pool
     import lean_kernel.protocol
     import lean_kernel.server
     import lean_kernel.sessioncache
+
     from lean_kernel.batch import pool
     from lean_kernel.engine import config, protocol, server, sessioncache
 
@@ -89,6 +89,36 @@ def test_the_version_has_one_home():
     from lean_kernel._version import __version__
 
     assert lean_kernel.__version__ == __version__
-    assert "version =" not in (ROOT / "pyproject.toml").read_text().split("[project]")[1].split(
-        "[project.optional-dependencies]"
-    )[0]
+    assert (
+        "version ="
+        not in (ROOT / "pyproject.toml")
+        .read_text()
+        .split("[project]")[1]
+        .split("[project.optional-dependencies]")[0]
+    )
+
+
+# LeanREPLConfig(repl_command="lake env repl", timeout=5), pickled (protocol 4) by the release
+# whose modules were all at the top of lean_kernel (lean_kernel.config.LeanREPLConfig).
+FLAT_LAYOUT_CONFIG_PICKLE = (
+    "gASVpAEAAAAAAACMEmxlYW5fa2VybmVsLmNvbmZpZ5SMDkxlYW5SRVBMQ29uZmlnlJOUKYGUfZQojAxsZWFuX3ZlcnNp"
+    "b26UTowHcHJvamVjdJROjAtwcm9qZWN0X2RpcpROjAhyZXBsX3JldpSMB3YxLjMuMTiUjAhyZXBsX2dpdJSMJmh0dHBz"
+    "Oi8vZ2l0aHViLmNvbS9hdWd1c3RlcG9pcm91eC9yZXBslIwJY2FjaGVfZGlylE6MD2xvY2FsX3JlcGxfcGF0aJROjApi"
+    "dWlsZF9yZXBslIiMCWxha2VfcGF0aJSMBGxha2WUjBRtZW1vcnlfaGFyZF9saW1pdF9tYpROjB9lbmFibGVfaW5jcmVt"
+    "ZW50YWxfb3B0aW1pemF0aW9ulIiMG2VuYWJsZV9wYXJhbGxlbF9lbGFib3JhdGlvbpSIjAd2ZXJib3NllImMDHJlcGxf"
+    "Y29tbWFuZJSMDWxha2UgZW52IHJlcGyUjAtyZXBsX2ZsYXZvcpSMBGF1dG+UjAd0aW1lb3V0lEsFjAt3b3JraW5nX2Rp"
+    "cpROjAdfbGF1bmNolE51Yi4="
+)
+
+
+def test_a_config_pickled_by_the_flat_layout_still_loads():
+    import base64
+    import pickle
+
+    from lean_kernel import LeanREPLConfig
+
+    config = pickle.loads(base64.b64decode(FLAT_LAYOUT_CONFIG_PICKLE))
+    assert isinstance(config, LeanREPLConfig)
+    assert config.repl_command == "lake env repl"
+    assert config.timeout == 5
+    assert pickle.loads(pickle.dumps(config)).repl_command == "lake env repl"

@@ -25,14 +25,13 @@ from lean_kernel.engine.protocol import (
     LeanError,
     Message,
     Pos,
-    ProofStepResponse,
+    Response,
     Sorry,
     Tactic,
 )
 
 __all__ = ["HeaderSplit", "shift_response", "split_header", "split_imports"]
 
-Response = CommandResponse | ProofStepResponse | LeanError
 
 # Commands that only set up the file: their effect lives in the env the body runs on.
 _HEADER_COMMAND = re.compile(r"^(import|open|set_option|variable|universe)\b")

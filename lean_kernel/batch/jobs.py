@@ -31,11 +31,9 @@ from lean_kernel.engine.protocol import (
     Command,
     CommandResponse,
     LeanError,
-    ProofStepResponse,
+    Response,
 )
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
-
-Response = CommandResponse | ProofStepResponse | LeanError
 
 __all__ = [
     "BatchItem",

@@ -55,17 +55,14 @@ from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
     Command,
-    CommandResponse,
     FileCommand,
-    LeanError,
     ProofStep,
-    ProofStepResponse,
+    Response,
 )
 from lean_kernel.engine.sessioncache import ReplaySessionCache
 
 __all__ = ["BatchHandle", "LeanServerPool", "WorkerPlan", "plan_workers"]
 
-Response = CommandResponse | ProofStepResponse | LeanError
 CommandLike = str | BaseREPLQuery
 
 

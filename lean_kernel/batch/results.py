@@ -20,19 +20,22 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from lean_kernel.display import render_table
-from lean_kernel.engine.outcome import ACCEPTED, FAILED, STATUSES, Status
+from lean_kernel.engine.outcome import (
+    ACCEPTED,
+    FAILED,
+    STATUSES,
+    ResponseReading,
+    Status,
+    error_message,
+)
 from lean_kernel.engine.protocol import (
     CommandResponse,
-    LeanError,
     Message,
-    Pos,
-    ProofStepResponse,
-    Sorry,
+    Response,
 )
 
 __all__ = ["BatchResults", "ItemResult", "ItemStatus", "ResponseList"]
 
-Response = CommandResponse | ProofStepResponse | LeanError
 
 ItemStatus = Status
 """An item's status: ``pending`` until it finishes, then one of ``lean_kernel.engine.outcome``'s."""
@@ -43,7 +46,7 @@ _SHOWN_TEXT = 60
 
 
 @dataclass(frozen=True)
-class ItemResult:
+class ItemResult(ResponseReading):
     """One command of a batch: what Lean said (``response``) or what went wrong (``error``).
 
     ``time`` is the seconds spent on the command itself; ``header_time`` the seconds this item
@@ -72,24 +75,9 @@ class ItemResult:
     @property
     def messages(self) -> list[Message]:
         """Lean's messages; a refused request or an exception shows as one error message."""
-        if isinstance(self.response, LeanError):
-            return [_error_message(self.response.message)]
-        if self.response is not None:
-            return list(self.response.messages)
-        if self.error is not None:
-            return [_error_message(f"{type(self.error).__name__}: {self.error}")]
-        return []
-
-    @property
-    def errors(self) -> list[Message]:
-        """The messages of severity ``error``."""
-        return [m for m in self.messages if m.severity == "error"]
-
-    @property
-    def sorries(self) -> list[Sorry]:
-        """The command's sorries (their proof states are only usable with ``keep_states``)."""
-        response = self.response
-        return list(response.sorries) if isinstance(response, CommandResponse) else []
+        if self.response is None and self.error is not None:
+            return [error_message(f"{type(self.error).__name__}: {self.error}")]
+        return super().messages
 
     @property
     def env(self) -> int | None:
@@ -124,10 +112,6 @@ class ItemResult:
             "messages": [str(m) for m in self.messages],
             "worker": self.worker,
         }
-
-
-def _error_message(text: str) -> Message:
-    return Message(pos=Pos(line=0, column=0), severity="error", data=text)
 
 
 def _one_line(message: Message) -> str:

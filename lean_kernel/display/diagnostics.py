@@ -22,16 +22,15 @@ from lean_kernel.display.layout import (
 )
 from lean_kernel.display.plain import render_plain
 from lean_kernel.engine.protocol import (
-    CommandResponse,
     LeanError,
     Message,
     Pos,
     ProofStepResponse,
+    Response,
 )
 
 __all__ = ["Response", "eval_outputs", "render_error_summary", "render_result"]
 
-Response = CommandResponse | ProofStepResponse | LeanError
 """What the REPL answers to a command or a proof step."""
 
 

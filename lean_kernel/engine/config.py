@@ -18,44 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lean_kernel.engine import launch as launches
 from lean_kernel.engine import toolchain
-from lean_kernel.engine.launch import (
-    CACHE_ENV_VAR,
-    DEFAULT_LEAN_VERSION,
-    DEFAULT_REPL_REV,
-    FLAVOR_ENV_VAR,
-    FORK_REPL_GIT,
-    REPL_ENV_VAR,
-    UPSTREAM_REPL_GIT,
-    Flavor,
-    FlavorChoice,
-    ReplLaunch,
-    normalize_lean_version,
-    supports_incrementality,
-    supports_parallel_elaboration,
-)
+from lean_kernel.engine.launch import *  # noqa: F403  (names this module held before the split)
+from lean_kernel.engine.launch import FlavorChoice, ReplLaunch
 from lean_kernel.engine.toolchain import find_lake_project
 from lean_kernel.errors import ReplSetupError
 
-# The names this module held before the toolchain moved out; `lean_kernel.config` users import
-# them from here.
-__all__ = [
-    "CACHE_ENV_VAR",
-    "DEFAULT_LEAN_VERSION",
-    "DEFAULT_REPL_REV",
-    "FLAVOR_ENV_VAR",
-    "FORK_REPL_GIT",
-    "REPL_ENV_VAR",
-    "UPSTREAM_REPL_GIT",
-    "Flavor",
-    "FlavorChoice",
-    "LeanREPLConfig",
-    "ReplLaunch",
-    "find_lake_project",
-    "normalize_lean_version",
-    "supports_incrementality",
-    "supports_parallel_elaboration",
-]
+__all__ = ["LeanREPLConfig", "find_lake_project", *launches.__all__]
 
 
 class LeanREPLConfig:
@@ -72,8 +42,8 @@ class LeanREPLConfig:
         *,
         project: Any = None,
         project_dir: str | os.PathLike[str] | None = None,
-        repl_rev: str = DEFAULT_REPL_REV,
-        repl_git: str = FORK_REPL_GIT,
+        repl_rev: str = launches.DEFAULT_REPL_REV,
+        repl_git: str = launches.FORK_REPL_GIT,
         cache_dir: str | os.PathLike[str] | None = None,
         local_repl_path: str | os.PathLike[str] | None = None,
         build_repl: bool = True,
@@ -176,7 +146,7 @@ class LeanREPLConfig:
         """The folder holding REPL builds (``cache_dir`` or its default)."""
         if self.cache_dir is not None:
             return self.cache_dir
-        env_dir = os.environ.get(CACHE_ENV_VAR)
+        env_dir = os.environ.get(launches.CACHE_ENV_VAR)
         return Path(env_dir).expanduser() if env_dir else Path.home() / ".cache" / "lean_kernel"
 
     def resolve(
@@ -200,13 +170,13 @@ class LeanREPLConfig:
 
     def use_incrementality(self, launch: ReplLaunch) -> bool:
         """Whether requests to this REPL should carry ``incrementality: true``."""
-        return self.enable_incremental_optimization and supports_incrementality(
+        return self.enable_incremental_optimization and launches.supports_incrementality(
             launch.flavor, launch.lean_version
         )
 
     def use_parallel_elaboration(self, launch: ReplLaunch) -> bool:
         """Whether requests to this REPL should set ``Elab.async``."""
-        return self.enable_parallel_elaboration and supports_parallel_elaboration(
+        return self.enable_parallel_elaboration and launches.supports_parallel_elaboration(
             launch.flavor, launch.lean_version
         )
 
@@ -234,11 +204,11 @@ def _project_directory(project: Any) -> str | os.PathLike[str]:
 
 def _parse_requested_version(version: str) -> str:
     if version.strip().lower() in ("latest", "stable"):
-        return DEFAULT_LEAN_VERSION
-    normalized = normalize_lean_version(version)
+        return launches.DEFAULT_LEAN_VERSION
+    normalized = launches.normalize_lean_version(version)
     if normalized is None:
         raise ValueError(
-            f"lean_version {version!r} is not a Lean release such as {DEFAULT_LEAN_VERSION!r} "
-            "or 'latest'"
+            f"lean_version {version!r} is not a Lean release such as "
+            f"{launches.DEFAULT_LEAN_VERSION!r} or 'latest'"
         )
     return normalized

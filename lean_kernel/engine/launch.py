@@ -12,6 +12,22 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = [
+    "CACHE_ENV_VAR",
+    "DEFAULT_LEAN_VERSION",
+    "DEFAULT_REPL_REV",
+    "FLAVOR_ENV_VAR",
+    "FORK_REPL_GIT",
+    "REPL_ENV_VAR",
+    "UPSTREAM_REPL_GIT",
+    "Flavor",
+    "FlavorChoice",
+    "ReplLaunch",
+    "normalize_lean_version",
+    "supports_incrementality",
+    "supports_parallel_elaboration",
+]
+
 Flavor = Literal["fork", "upstream", "unknown"]
 FlavorChoice = Literal["auto", "fork", "upstream"]
 

@@ -14,28 +14,29 @@ from lean_kernel.engine.protocol import (
     SORRY_WARNINGS,
     CommandResponse,
     LeanError,
+    Message,
+    Pos,
     ProofStepResponse,
+    Response,
+    Sorry,
 )
-from lean_kernel.errors import (
-    ReplCancelledError,
-    ReplCrashedError,
-    ReplMemoryError,
-    ReplProtocolError,
-    ReplTimeoutError,
-)
+from lean_kernel.errors import LeanKernelError
 
 __all__ = [
     "ACCEPTED",
+    "ResponseReading",
     "FAILED",
     "STATUSES",
     "Status",
+    "error_message",
     "failed",
+    "messages_of",
+    "sorries_of",
     "status_of",
     "status_of_exception",
     "uses_sorry",
 ]
 
-Response = CommandResponse | ProofStepResponse | LeanError
 
 Status = Literal["pending", "ok", "sorry", "error", "timeout", "crashed", "cancelled", "exception"]
 """``ok``: Lean accepted the command; ``sorry``: accepted but with ``sorry``; ``error``: Lean
@@ -84,11 +85,44 @@ def status_of(response: Response) -> Status:
 
 
 def status_of_exception(error: BaseException) -> Status:
-    """The status of a command whose run raised ``error``."""
-    if isinstance(error, ReplTimeoutError):
-        return "timeout"
-    if isinstance(error, ReplCancelledError):
-        return "cancelled"
-    if isinstance(error, (ReplCrashedError, ReplProtocolError, ReplMemoryError)):
-        return "crashed"
-    return "exception"
+    """The status of a command whose run raised ``error`` (each error type says its own)."""
+    return error.outcome if isinstance(error, LeanKernelError) else "exception"  # type: ignore[return-value]
+
+
+def messages_of(response: Response) -> list[Message]:
+    """Lean's messages; a request the REPL refused reads as one error message."""
+    if isinstance(response, LeanError):
+        return [error_message(response.message)]
+    return list(response.messages)
+
+
+def sorries_of(response: Response) -> list[Sorry]:
+    """A command's sorries (none for a refused request or a proof step's goals)."""
+    return list(response.sorries) if isinstance(response, CommandResponse) else []
+
+
+def error_message(text: str) -> Message:
+    """An error message with no position, for a failure that is not one of Lean's diagnostics."""
+    return Message(pos=Pos(line=0, column=0), severity="error", data=text)
+
+
+class ResponseReading:
+    """Lean's messages, errors and sorries of ``self.response``, for the result objects users
+    keep (a batch item, a ``%lean`` cell); ``response`` is None when Lean gave no answer."""
+
+    response: Response | None
+
+    @property
+    def messages(self) -> list[Message]:
+        """Lean's messages; a request the REPL refused shows as one error message."""
+        return messages_of(self.response) if self.response is not None else []
+
+    @property
+    def errors(self) -> list[Message]:
+        """The messages of severity ``error``."""
+        return [m for m in self.messages if m.severity == "error"]
+
+    @property
+    def sorries(self) -> list[Sorry]:
+        """The command's sorries."""
+        return sorries_of(self.response) if self.response is not None else []

@@ -53,6 +53,7 @@ __all__ = [
     "Pos",
     "ProofStep",
     "ProofStepResponse",
+    "Response",
     "SetOption",
     "Sorry",
     "Tactic",
@@ -201,6 +202,10 @@ class LeanError(_WireModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON object the REPL sent."""
         return self.model_dump(by_alias=True, exclude_none=True)
+
+
+Response = CommandResponse | ProofStepResponse | LeanError
+"""Any answer of the REPL: a command's, a proof step's, or a refusal."""
 
 
 # ---------------------------------------------------------------------------------------------

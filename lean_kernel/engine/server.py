@@ -27,10 +27,9 @@ from lean_kernel.engine.process import ReplProcess, kill_tree, monotonic_deadlin
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
     Command,
-    CommandResponse,
     FileCommand,
     LeanError,
-    ProofStepResponse,
+    Response,
     parse_request,
     parse_response,
 )
@@ -45,8 +44,6 @@ from lean_kernel.errors import (
     ReplTimeoutError,
     StaleStateError,
 )
-
-Response = CommandResponse | ProofStepResponse | LeanError
 
 
 class LeanServer:
@@ -260,6 +257,22 @@ class LeanServer:
         )
 
 
+class _Forwarded:
+    """A public attribute (LeanInteract's name) that lives on one of the server's parts."""
+
+    def __init__(self, part: str, doc: str, name: str | None = None) -> None:
+        self.part, self.__doc__, self.name = part, doc, name
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = self.name or name
+
+    def __get__(self, server: object, owner: type | None = None) -> Any:
+        return self if server is None else getattr(getattr(server, self.part), self.name)
+
+    def __set__(self, server: object, value: Any) -> None:
+        setattr(getattr(server, self.part), self.name, value)
+
+
 class AutoLeanServer(LeanServer):
     """A ``LeanServer`` that survives its REPL: restarts after a crash, timeout or memory blow-up.
 
@@ -289,32 +302,17 @@ class AutoLeanServer(LeanServer):
         super().__init__(config)
         self._watchdog = MemoryWatchdog(self._memory_limits, memory_check_interval)
 
-    @property
-    def max_total_memory(self) -> float:
-        """Fraction of the machine's memory in use above which the REPL is killed."""
-        return self._memory_limits.max_total_memory
-
-    @max_total_memory.setter
-    def max_total_memory(self, value: float) -> None:
-        self._memory_limits.max_total_memory = value
-
-    @property
-    def max_process_memory(self) -> float | None:
-        """MB the REPL process tree may use before it is killed; None for no limit."""
-        return self._memory_limits.max_process_memory
-
-    @max_process_memory.setter
-    def max_process_memory(self, value: float | None) -> None:
-        self._memory_limits.max_process_memory = value
-
-    @property
-    def memory_check_interval(self) -> float:
-        """Seconds between memory samples during a command (shorter commands are not sampled)."""
-        return self._watchdog.interval
-
-    @memory_check_interval.setter
-    def memory_check_interval(self, value: float) -> None:
-        self._watchdog.interval = value
+    max_total_memory = _Forwarded(
+        "_memory_limits", "Fraction of the machine's memory in use above which the REPL is killed."
+    )
+    max_process_memory = _Forwarded(
+        "_memory_limits", "MB the REPL process tree may use before it is killed; None for no limit."
+    )
+    memory_check_interval = _Forwarded(
+        "_watchdog",
+        "Seconds between memory samples during a command (shorter commands are not sampled).",
+        "interval",
+    )
 
     def close(self) -> None:
         """Kill the REPL process and stop the memory watchdog."""

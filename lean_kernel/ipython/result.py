@@ -11,7 +11,8 @@ import html
 from dataclasses import dataclass
 
 from lean_kernel.display import render_error_summary, render_result
-from lean_kernel.engine.protocol import CommandResponse, LeanError, Message, Pos, Sorry
+from lean_kernel.engine.outcome import ResponseReading
+from lean_kernel.engine.protocol import CommandResponse, LeanError
 from lean_kernel.errors import LeanKernelError
 from lean_kernel.notebook import CellRun
 
@@ -23,7 +24,7 @@ class LeanCellError(LeanKernelError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class LeanResult:
+class LeanResult(ResponseReading):
     """What running one Lean cell gave: Lean's answer, or why the REPL could not give one.
 
     ``sorries`` carry proof-state handles of the extension's notebook; ``env`` is the env the
@@ -43,23 +44,6 @@ class LeanResult:
     def error(self) -> LeanKernelError | None:
         """Why there is no answer: a timeout, a crash, an interrupt..."""
         return self.run.error
-
-    @property
-    def messages(self) -> list[Message]:
-        """Lean's messages; a request the REPL refused shows as one error message."""
-        response = self.response
-        if isinstance(response, LeanError):
-            return [Message(pos=Pos(line=0, column=0), severity="error", data=response.message)]
-        return list(response.messages) if response is not None else []
-
-    @property
-    def errors(self) -> list[Message]:
-        return [m for m in self.messages if m.severity == "error"]
-
-    @property
-    def sorries(self) -> list[Sorry]:
-        response = self.response
-        return list(response.sorries) if isinstance(response, CommandResponse) else []
 
     @property
     def env(self) -> int | None:

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from lean_kernel.errors import (
     LeanKernelError,
     ReplCancelledError,
-    ReplCrashedError,
     ReplMemoryError,
-    ReplProtocolError,
     ReplSetupError,
     ReplTimeoutError,
 )
@@ -28,13 +26,11 @@ __all__ = ["Failure", "failure_of", "headline", "is_expected"]
 
 _RED = "\x1b[1;31m"
 _RESET = "\x1b[0m"
+# The builtin names Jupyter users know, where one fits; other errors go by their own name.
 _FAILURE_NAMES: dict[type, str] = {
     ReplCancelledError: "KeyboardInterrupt",
     ReplTimeoutError: "TimeoutError",
     ReplMemoryError: "MemoryError",
-    ReplCrashedError: "ReplCrashedError",
-    ReplProtocolError: "ReplProtocolError",
-    ReplUnavailableError: "ReplUnavailableError",
 }
 _AFTER = "the REPL was restarted and the document replayed"
 

@@ -49,15 +49,8 @@ class CellPlan:
 class Output(Protocol):
     """Where a cell's output goes: the user sees it under the cell being run."""
 
-    def display(
-        self,
-        data: dict[str, Any],
-        *,
-        metadata: dict[str, Any] | None = None,
-        display_id: str | None = None,
-        update: bool = False,
-    ) -> None:
-        """A rich display (or an update of the display ``display_id``)."""
+    def display(self, data: dict[str, Any]) -> None:
+        """A rich display: a mimebundle (``text/plain``, ``text/html`` ...)."""
 
     def stream(self, text: str, name: str = "stdout") -> None:
         """Program output (``stdout``) or warnings (``stderr``)."""

@@ -39,7 +39,7 @@ from lean_kernel.kernel.batches import await_batch, progress_mode
 from lean_kernel.kernel.failures import failure_of, is_expected
 from lean_kernel.kernel.host import CellPlan, MagicError, Output, Reply
 from lean_kernel.kernel.magics import lookup, parse_cell
-from lean_kernel.notebook import Notebook, Recheck
+from lean_kernel.notebook import Notebook, Recheck, RunOutcome
 from lean_kernel.text.completion import check_complete, complete
 from lean_kernel.text.syntax import declared_names
 
@@ -200,12 +200,7 @@ class LeanShell:
             timeout=plan.timeout,
             cancel=self.cancel,
         )
-        self._show_rechecks(run.rechecks)
-        if run.error is not None:
-            self._show_rechecks([run.replay])
-            return self._fail(run.error)
-        assert run.response is not None
-        return self._show_response(plan.source, run.response, plan.body_offset)
+        return self._show_run(run, plan.source, plan.body_offset)
 
     def run_proof(self, plan: CellPlan, proof_state: int | None) -> Reply:
         """``%proof``: run the tactics and show the goals left."""
@@ -217,17 +212,21 @@ class LeanShell:
             timeout=plan.timeout,
             cancel=self.cancel,
         )
+        reply = self._show_run(run, plan.source, plan.body_offset + run.line)
+        if run.error is None and run.complete:
+            self.output.note(
+                f"Proof complete: the tactics of this cell close proof state {run.start}."
+            )
+        return reply
+
+    def _show_run(self, run: RunOutcome, source: str, line_offset: int) -> Reply:
+        """What was re-checked, then the answer (or the failure and the replay after it)."""
         self._show_rechecks(run.rechecks)
         if run.error is not None:
             self._show_rechecks([run.replay])
             return self._fail(run.error)
         assert run.response is not None
-        reply = self._show_response(plan.source, run.response, plan.body_offset + run.line)
-        if run.complete:
-            self.output.note(
-                f"Proof complete: the tactics of this cell close proof state {run.start}."
-            )
-        return reply
+        return self._show_response(source, run.response, line_offset)
 
     def _fail(self, error: Exception) -> Reply:
         failure = failure_of(error, self._label)

@@ -12,7 +12,7 @@ from lean_kernel.notebook.notebook import CellRun, Notebook
 from lean_kernel.notebook.process import NO_LIMIT, ReplUnavailableError
 from lean_kernel.notebook.proofs import ProofCell, ProofRun, split_tactics
 from lean_kernel.notebook.proofstates import ProofStateError
-from lean_kernel.notebook.replay import Recheck
+from lean_kernel.notebook.replay import Recheck, RunOutcome
 
 __all__ = [
     "NO_LIMIT",
@@ -25,6 +25,7 @@ __all__ = [
     "ProofStateError",
     "Recheck",
     "ReplUnavailableError",
+    "RunOutcome",
     "is_import_cell",
     "split_tactics",
 ]

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lean_kernel.engine.config import LeanREPLConfig
-from lean_kernel.engine.outcome import failed
 from lean_kernel.engine.protocol import CommandResponse
 from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.errors import LeanKernelError, ReplCrashedError, StaleStateError
@@ -44,14 +43,14 @@ from lean_kernel.notebook.process import (
 )
 from lean_kernel.notebook.proofs import ProofCell, ProofMode, ProofRun
 from lean_kernel.notebook.proofstates import ProofStates
-from lean_kernel.notebook.replay import MAX_RESTARTS, Recheck, Replayer
+from lean_kernel.notebook.replay import MAX_RESTARTS, Recheck, Replayer, RunOutcome
 from lean_kernel.notebook.report import table_rows
 
 __all__ = ["CellRun", "Notebook"]
 
 
 @dataclass
-class CellRun:
+class CellRun(RunOutcome):
     """What running one cell did.
 
     ``response`` is the cell's result with sorries' proof states replaced by notebook handles;
@@ -59,21 +58,7 @@ class CellRun:
     """
 
     cell: Cell | None
-    response: CellResult | None = None
     cached: bool = False
-    elapsed: float = 0.0
-    error: LeanKernelError | None = None
-    #: cells brought up to date before this one ran
-    rechecks: list[Recheck] = field(default_factory=list)
-    #: the replay after the REPL died on this cell
-    replay: Recheck | None = None
-
-    @property
-    def has_errors(self) -> bool:
-        """Whether the cell failed: a Lean error, a refused request, or a dead REPL."""
-        if self.error is not None:
-            return True
-        return self.response is not None and failed(self.response)
 
 
 class Notebook:

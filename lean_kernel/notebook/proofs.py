@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lean_kernel.engine.outcome import failed
 from lean_kernel.engine.protocol import ProofStepResponse, Sorry
@@ -23,7 +23,7 @@ from lean_kernel.notebook.process import (
     unavailable,
 )
 from lean_kernel.notebook.proofstates import ProofStateError, ProofStates
-from lean_kernel.notebook.replay import Recheck, Replayer
+from lean_kernel.notebook.replay import Replayer, RunOutcome
 from lean_kernel.text.syntax import mask
 
 __all__ = ["AfterProof", "AtHandle", "ProofCell", "ProofMode", "ProofRun", "split_tactics"]
@@ -86,7 +86,7 @@ class ProofCell:
 
 
 @dataclass
-class ProofRun:
+class ProofRun(RunOutcome):
     """What running tactics did.
 
     ``response`` is the last step's answer with its proof state (and sorries) as handles;
@@ -96,20 +96,8 @@ class ProofRun:
     cell: ProofCell | None
     start: int | None = None
     handle: int | None = None
-    response: StepResult | None = None
     line: int = 0
     steps: int = 0
-    elapsed: float = 0.0
-    error: LeanKernelError | None = None
-    rechecks: list[Recheck] = field(default_factory=list)
-    replay: Recheck | None = None
-
-    @property
-    def has_errors(self) -> bool:
-        """Whether a tactic failed, the proof state was unusable, or the REPL died."""
-        if self.error is not None:
-            return True
-        return self.response is not None and failed(self.response)
 
     @property
     def complete(self) -> bool:

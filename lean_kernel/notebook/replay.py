@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lean_kernel.engine.protocol import CommandResponse
+from lean_kernel.engine.outcome import failed
+from lean_kernel.engine.protocol import CommandResponse, LeanError, ProofStepResponse
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
 from lean_kernel.notebook.cache import CachedResult, ResultCache
 from lean_kernel.notebook.document import Cell, Document
@@ -247,3 +248,26 @@ def _labels(cells: list[Cell]) -> str:
 
 def _seconds(elapsed: float) -> str:
     return f"{elapsed * 1000:.0f} ms" if elapsed < 1 else f"{elapsed:.1f} s"
+
+
+@dataclass(kw_only=True)
+class RunOutcome:
+    """What running a cell or tactics left, besides its own details: Lean's answer, or the
+    error the REPL died with, and what was brought up to date before and replayed after."""
+
+    #: Lean's answer, with proof states as notebook handles; None when it did not run to the end
+    response: CommandResponse | ProofStepResponse | LeanError | None = None
+    elapsed: float = 0.0
+    #: why there is no answer (a timeout, a crash, an interrupt ...)
+    error: LeanKernelError | None = None
+    #: cells brought up to date before it ran
+    rechecks: list[Recheck] = field(default_factory=list)
+    #: the replay after the REPL died on it
+    replay: Recheck | None = None
+
+    @property
+    def has_errors(self) -> bool:
+        """Whether it failed: a Lean error, a refused request, or a dead REPL."""
+        if self.error is not None:
+            return True
+        return self.response is not None and failed(self.response)
