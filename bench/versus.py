@@ -40,9 +40,10 @@ def main() -> None:
     parser.add_argument("rev", help="the earlier revision, e.g. HEAD~3 or a commit")
     parser.add_argument("script", help="the benchmark, relative to the tree, e.g. bench/engine.py")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="after --: the script's arguments")
-    options = parser.parse_args()
-    args = options.args[1:] if options.args[:1] == ["--"] else options.args
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    options = parser.parse_args(argv[:split])
+    args = argv[split + 1 :]  # after --: the benchmark's own arguments
     print(f"machine: {describe_machine()}")
     with tempfile.TemporaryDirectory(prefix="lean-kernel-versus-") as tmp:
         before = Path(tmp) / "before"
