@@ -1,7 +1,9 @@
 """One REPL child process: started in its own session, its stderr drained, killed as a tree.
 
 This module knows nothing of the protocol; it gives the server a process it can write bytes to,
-read bytes from with a deadline, measure, and always get rid of.
+read bytes from with a deadline, measure, and always get rid of: every REPL is registered with
+this process's guardian (``guardian.py``) from its start until it is killed and reaped, so it
+dies with its host however the host dies.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from collections.abc import Callable
 
 import psutil
+
+from lean_kernel.engine import guardian
 
 STDERR_TAIL_BYTES = 64 * 1024
 POLL_SLICE_S = 0.05
@@ -55,6 +59,7 @@ class ReplProcess:
             preexec_fn=_child_setup(memory_hard_limit_mb, parent_is_main_thread),
         )
         self.pid = self.popen.pid
+        guardian.watch(self.pid)  # from here on it dies with this process, SIGKILL included
         self._in_fd = self.popen.stdin.fileno()
         self._out_fd = self.popen.stdout.fileno()
         os.set_blocking(self._in_fd, False)
@@ -152,6 +157,8 @@ def kill_tree(popen: subprocess.Popen, *, close_pipes: bool = True) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         popen.wait(timeout=5)
     psutil.wait_procs(descendants, timeout=1)
+    if popen.returncode is not None:
+        guardian.forget(popen.pid)  # reaped: its pid may be reused, the guardian lets go of it
     if not close_pipes:
         return
     for pipe in (popen.stdin, popen.stdout):
@@ -180,7 +187,8 @@ def _child_setup(memory_hard_limit_mb: int | None, parent_is_main_thread: bool):
     """The pre-exec hook: a memory cap, and death with the parent when that is safe to ask.
 
     PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only set when the
-    server is started from the main thread; otherwise the REPL still exits at stdin EOF.
+    server is started from the main thread; it kills an idle or busy REPL at once, without
+    waiting for the guardian (which covers every REPL, wrapped ones included, from any thread).
     """
     libc = _libc() if parent_is_main_thread else None
 
