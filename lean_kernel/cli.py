@@ -1,13 +1,17 @@
 """``python -m lean_kernel install | setup | doctor | kernel``: get the kernel working, prove it.
 
+* ``setup`` does everything a newcomer needs, once: installs elan if it is missing, the Lean
+  toolchain, builds the REPL, registers the ``lean4`` kernelspec where Jupyter finds it, and ends
+  with doctor's proof. Re-running it is safe and quick.
 * ``install`` puts the ``lean4`` kernelspec where Jupyter looks (with this Python's path in it,
-  so the kernel runs in the environment lean_kernel was installed in).
-* ``setup`` installs the toolchain and builds the REPL ahead of time (it takes minutes once),
-  so the first notebook cell does not.
-* ``doctor`` says what the kernel will run and why, then proves it: ``#eval 2+2`` must answer
-  4, and importing the project's dependencies must really work: a REPL built for another Lean
-  version accepts ``import`` and then fails on every name, so after the imports it evaluates
-  ``Lean.versionString`` and compares it to the toolchain's version.
+  so the kernel runs in the environment lean_kernel was installed in), and makes sure the spec
+  Jupyter starts carries the ``--env`` settings (``kernel/kernelspec.py``).
+* ``doctor`` says what the kernel will run and why (the kernelspec Jupyter starts, with its env,
+  included), then proves it: ``#eval 2+2`` must answer 4, and importing the project's
+  dependencies must really work: a REPL built for another Lean version accepts ``import`` and
+  then fails on every name, so after the imports it evaluates ``Lean.versionString`` and
+  compares it to the toolchain's version (``engine/proof.py``).
+* ``kernel`` is what Jupyter runs; ``kernel --help`` says so.
 
 Each command exits non-zero with a message saying what to do when something is wrong.
 """
@@ -15,134 +19,154 @@ Each command exits non-zero with a message saying what to do when something is w
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from lean_kernel.engine.config import (
-    LeanREPLConfig,
-    ReplLaunch,
-    find_lake_project,
-    normalize_lean_version,
+from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
+from lean_kernel.engine.elan import elan_folder_on_path, ensure_elan
+from lean_kernel.engine.install import elan_bin, find_tool
+from lean_kernel.engine.launch import CACHE_ENV_VAR, FLAVOR_ENV_VAR, REPL_ENV_VAR
+from lean_kernel.engine.proof import dependency_modules, expected_version, prove
+from lean_kernel.engine.settings import (
+    IDLE_TIMEOUT_ENV_VAR,
+    INCREMENTAL_ENV_VAR,
+    MEMORY_ENV_VAR,
+    PROJECT_ENV_VAR,
+    TIMEOUT_ENV_VAR,
+    Settings,
 )
-from lean_kernel.engine.protocol import Command, CommandResponse
-from lean_kernel.engine.server import LeanServer
-from lean_kernel.engine.settings import Settings
-from lean_kernel.errors import LeanKernelError, ReplSetupError
+from lean_kernel.engine.steps import SetupSteps
+from lean_kernel.engine.toolchain import explicit_command
+from lean_kernel.errors import ReplSetupError
+from lean_kernel.kernel import kernelspec
+from lean_kernel.kernel.kernelspec import KERNEL_NAME, install, kernelspec_source
 
-KERNEL_NAME = "lean4"
-DOCTOR_TIMEOUT_S = 600.0
-_VERSION_RE = re.compile(r'^"?v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)')
+__all__ = [
+    "KERNEL_NAME",
+    "dependency_modules",
+    "doctor",
+    "expected_version",
+    "install",
+    "kernelspec_source",
+    "main",
+]
 
+KERNEL_HELP = f"""\
+usage: python -m lean_kernel kernel -f CONNECTION_FILE
 
-def kernelspec_source() -> Path:
-    """The ``kernelspec`` folder: inside the installed package, or at the top of a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "kernelspec", here.parent / "kernelspec"):
-        if (candidate / "kernel.json").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"lean_kernel's kernelspec folder is missing (looked in {here / 'kernelspec'} and "
-        f"{here.parent / 'kernelspec'}); reinstall lean-kernel."
-    )
+The Lean 4 Jupyter kernel: each cell is a Lean command sent to a Lean REPL that stays up
+between cells. Jupyter starts it (the lean4 kernelspec runs
+`python -m lean_kernel kernel -f {{connection_file}}`); you do not run it by hand. To use it:
+  jupyter lab                       (pick the "Lean 4" kernel)
+  jupyter console --kernel lean4    (in a terminal)
+Set it up and check it with `python -m lean_kernel setup` and `python -m lean_kernel doctor`.
 
+options:
+  -f CONNECTION_FILE  the connection file Jupyter writes (ports and key of this kernel)
+  -h, --help          this help
+  --help-all          every option of the IPython kernel machinery underneath
 
-def install(
-    *,
-    user: bool = False,
-    prefix: str | None = None,
-    env: dict[str, str] | None = None,
-    name: str = KERNEL_NAME,
-) -> str:
-    """Install the kernelspec; returns the folder it went to.
-
-    ``argv[0]`` becomes this Python, so Jupyter runs the kernel where lean_kernel is installed
-    even when the Jupyter server runs from another environment. ``env`` is baked into the spec
-    (e.g. ``LEAN_KERNEL_REPL``).
-    """
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    source = kernelspec_source()
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / name
-        shutil.copytree(source, staged)
-        spec_path = staged / "kernel.json"
-        spec = json.loads(spec_path.read_text(encoding="utf-8"))
-        spec["argv"][0] = sys.executable
-        spec["env"] = {**spec.get("env", {}), **(env or {})}
-        spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-        return KernelSpecManager().install_kernel_spec(
-            str(staged), kernel_name=name, user=user, prefix=prefix
-        )
+settings (environment variables read when the kernel starts; give them to the kernel with
+`python -m lean_kernel install --env KEY=VALUE`, which bakes them into the kernelspec):
+  {REPL_ENV_VAR:<28} the REPL command line, used as is (wins over everything)
+  {PROJECT_ENV_VAR:<28} a Lake project folder: its Lean version and dependencies
+  {TIMEOUT_ENV_VAR:<28} seconds a cell may run (`none`: no limit)
+  {MEMORY_ENV_VAR:<28} memory one REPL may use, in MB
+  {INCREMENTAL_ENV_VAR:<28} on / off: reuse the elaboration of an unchanged prefix
+  {IDLE_TIMEOUT_ENV_VAR:<28} seconds an idle batch-pool REPL is kept
+  {FLAVOR_ENV_VAR:<28} fork / upstream: the flavour of an explicit REPL command
+  {CACHE_ENV_VAR:<28} where REPL builds go (default ~/.cache/lean_kernel)
+"""
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
+def _timed(started: float):
+    return lambda line: print(f"[{time.monotonic() - started:5.0f} s] {line}", flush=True)
 
 
-def setup(config: LeanREPLConfig) -> int:
-    """Install the toolchain and build the REPL now, printing each step."""
-    started = time.monotonic()
+def setup(config: LeanREPLConfig, *, allow_elan: bool = True) -> int:
+    """Everything the kernel needs, installed and proven, saying each step; safe to re-run."""
+    say = _timed(time.monotonic())
+    print("Lean kernel setup\n=================", flush=True)
+    explicit = explicit_command(config.repl_command)
     try:
-        launch = config.resolve(
-            progress=lambda line: _say(f"[{time.monotonic() - started:5.0f} s] {line}")
-        )
+        if explicit is not None:
+            say(f"1/4 Lean: {explicit[1]} is set, so the kernel runs that command as is")
+            say("2/4 The REPL: nothing to install or build")
+            launch = config.resolve(progress=say)
+        else:
+            launch = _set_up_lean(config, say, allow_elan)
     except ReplSetupError as err:
         print(f"\nSetup failed:\n{err}", file=sys.stderr)
         return 1
-    _say(f"\nThe kernel will run: {launch.description}\nCheck it: python -m lean_kernel doctor")
+    say("3/4 The Jupyter kernelspec")
+    lines, problem = kernelspec.ensure_registered()
+    for line in lines:
+        say(line)
+    if problem:
+        return _fail(problem)
+    say("4/4 Proof that it works (what `python -m lean_kernel doctor` checks)")
+    problems = prove(config, launch, check_imports=explicit is None)
+    if problems:
+        return _fail("\n".join(problems))
+    if explicit is not None:
+        print("     (your REPL command: `python -m lean_kernel doctor` also checks its imports)")
+    print(f"\nThe kernel will run: {launch.description}")
+    print(
+        "Setup done. Open a notebook: jupyter lab notebooks/tour.ipynb (or, in a terminal: "
+        "jupyter console --kernel lean4)"
+    )
+    if explicit is None and not elan_folder_on_path():
+        print(
+            f"Lean's tools are in {elan_bin()}; elan added it to your shell profile, so new "
+            "shells find `lean` and `lake` (lean_kernel finds them there already)."
+        )
     return 0
 
 
-def dependency_modules(project: Path) -> list[str]:
-    """The root modules of a Lake project's direct dependencies (``Mathlib`` for mathlib).
-
-    Read from ``lake-manifest.json`` (packages not ``inherited``) and the downloaded packages:
-    a package's root module is the ``.lean`` file at its top named like the package.
-    """
+def _set_up_lean(config: LeanREPLConfig, say, allow_elan: bool) -> ReplLaunch:
+    """Steps 1 and 2: elan, then the toolchain and the REPL (each skipped when already there)."""
     try:
-        manifest = json.loads((project / "lake-manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    packages_dir = project / (manifest.get("packagesDir") or ".lake/packages")
-    modules = []
-    for package in manifest.get("packages") or []:
-        if not isinstance(package, dict) or package.get("inherited"):
-            continue
-        name = str(package.get("name", ""))
-        folder = packages_dir / name
-        wanted = name.lower().replace("-", "").replace("_", "")
-        with_files = sorted(folder.glob("*.lean")) if folder.is_dir() else []
-        for file in with_files:
-            if file.stem.lower().replace("_", "") == wanted:
-                modules.append(file.stem)
-                break
-    return modules
+        launch = config.resolve(install=False)
+    except ReplSetupError:
+        pass
+    else:
+        say("1/4 elan and Lean: already installed")
+        say(f"2/4 The REPL: ready, {launch.description}")
+        return config.resolve()
+    say("1/4 elan, the Lean toolchain manager")
+    if find_tool("elan") is None and find_tool("git") is None:
+        raise ReplSetupError(
+            f"Lean is not installed (`elan` was not found on PATH or in {elan_bin()}), and "
+            "`git`, which setup needs to download the REPL's sources, was not found on PATH.\n"
+            "Fix: install git (e.g. `apt-get install git`), then run `python -m lean_kernel "
+            f"setup` again: it installs elan, Lean and the REPL. Or set {REPL_ENV_VAR} to the "
+            f"command of a REPL built elsewhere, or {PROJECT_ENV_VAR} to a Lake project whose "
+            "REPL is built."
+        )
+    ensure_elan(SetupSteps(say, verbose=False), allow_install=allow_elan)
+    say("2/4 The Lean toolchain and the REPL (minutes, once)")
+    return config.resolve(progress=say)
 
 
-def expected_version(launch: ReplLaunch) -> tuple[str | None, str]:
-    """The Lean version the REPL must report, and where that expectation comes from."""
-    if launch.lean_version:
-        return launch.lean_version, "the toolchain the REPL was built for"
-    project = find_lake_project(launch.cwd)
-    if project is not None:
-        toolchain = project / "lean-toolchain"
-        version = normalize_lean_version(toolchain.read_text(encoding="utf-8", errors="replace"))
-        if version:
-            return version, str(toolchain)
-    return None, ""
+def doctor(
+    config: LeanREPLConfig,
+    settings: Settings,
+    imports: Sequence[str] = (),
+    spec_report: tuple[Sequence[str], Sequence[str]] = ((), ()),
+) -> int:
+    """Say what runs and why, then prove it works. Returns the exit code.
 
-
-def doctor(config: LeanREPLConfig, settings: Settings, imports: Sequence[str] = ()) -> int:
-    """Say what runs and why, then prove it works. Returns the exit code."""
+    ``spec_report``: (lines, problems) about the kernelspec Jupyter starts (``main`` reads it
+    before the settings, whose variables its env may set).
+    """
     print("Lean kernel doctor\n==================")
+    spec_lines, spec_problems = spec_report
+    for line in spec_lines:
+        print(line)
     print(config.describe())
     print(
         f"kernel settings: {settings.describe_limits()}; "
@@ -153,80 +177,13 @@ def doctor(config: LeanREPLConfig, settings: Settings, imports: Sequence[str] = 
     try:
         launch = config.resolve(install=False)
     except ReplSetupError as err:
-        return _fail(f"The REPL is not ready:\n{err}")
+        return _fail("\n".join([f"The REPL is not ready:\n{err}", *spec_problems]))
     print()
-    problems: list[str] = []
-    try:
-        with LeanServer(config) as server:
-            _check_arithmetic(server, problems)
-            if not problems:
-                _check_imports(server, launch, list(imports), problems)
-    except LeanKernelError as err:
-        problems.append(f"The REPL failed: {err}")
+    problems = [*spec_problems, *prove(config, launch, imports)]
     if problems:
         return _fail("\n".join(problems))
     print("\nAll checks passed: the kernel will work.")
     return 0
-
-
-def _check_arithmetic(server: LeanServer, problems: list[str]) -> None:
-    response = server.run(Command(cmd="#eval 2+2"), timeout=DOCTOR_TIMEOUT_S)
-    outputs = [m.data.strip() for m in getattr(response, "messages", [])]
-    if isinstance(response, CommandResponse) and outputs == ["4"]:
-        print("ok   #eval 2+2 answers 4")
-        return
-    problems.append(f"`#eval 2+2` did not answer 4: {response}")
-
-
-def _check_imports(
-    server: LeanServer, launch: ReplLaunch, imports: list[str], problems: list[str]
-) -> None:
-    project = find_lake_project(launch.cwd)
-    if not imports:
-        imports = dependency_modules(project) if project is not None else []
-        imports = imports or ["Lean"]
-    header = "".join(f"import {module}\n" for module in imports)
-    started = time.monotonic()
-    response = server.run(
-        Command(cmd=header + "#eval Lean.versionString"), timeout=DOCTOR_TIMEOUT_S
-    )
-    elapsed = time.monotonic() - started
-    names = ", ".join(imports)
-    if not isinstance(response, CommandResponse):
-        problems.append(f"Importing {names} was refused by the REPL: {response}")
-        return
-    errors = response.get_errors()
-    if errors:
-        shown = "\n".join(f"  {m}" for m in errors[:5])
-        problems.append(
-            f"Importing {names} failed:\n{shown}\nFix: build the project (`lake build` in "
-            f"{launch.cwd}), and make sure the REPL is built for the project's Lean version "
-            "(`python -m lean_kernel setup`)."
-        )
-        return
-    said = [m.data.strip() for m in response.messages if m.severity == "info"]
-    match = _VERSION_RE.match(said[-1]) if said else None
-    if match is None:
-        problems.append(
-            f"After importing {names}, the REPL could not evaluate `Lean.versionString` "
-            f"(it answered {said[-1] if said else 'nothing'!r}): names do not resolve, as "
-            "when the REPL was built for another Lean version than the imported modules.\n"
-            "Fix: run `python -m lean_kernel setup` to build a matching REPL, or point "
-            "LEAN_KERNEL_REPL at one."
-        )
-        return
-    reported = "v" + match.group(1)
-    expected, origin = expected_version(launch)
-    if expected is not None and reported != expected:
-        problems.append(
-            f"The REPL runs Lean {reported}, but {origin} says {expected}: modules built by "
-            f"{expected} will not load in it.\nFix: run `python -m lean_kernel setup` (it builds "
-            f"the REPL for {expected}), or point LEAN_KERNEL_REPL at a REPL built for it."
-        )
-        return
-    print(f"ok   import {names} works ({elapsed:.1f} s); the REPL runs Lean {reported}")
-    if expected is None:
-        print("     (no expected version known: no toolchain file to compare with)")
 
 
 def _fail(message: str) -> int:
@@ -250,16 +207,53 @@ def _config(args: argparse.Namespace, settings: Settings) -> LeanREPLConfig:
     return replace(settings, project=project).config(os.getcwd(), lean_version=args.lean_version)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``lean-kernel`` / ``python -m lean_kernel`` command line."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "kernel":
-        from lean_kernel.kernel.kernel import main as kernel_main
+def _apply_kernelspec_env() -> tuple[list[str], list[str]]:
+    """Doctor's kernelspec (lines, problems); the env of the spec Jupyter starts is applied to
+    this process, as the kernel gets it (a kernelspec's env wins over Jupyter's own)."""
+    used, lines, problems = kernelspec.report()
+    for key, value in (used.env if used else {}).items():
+        if os.environ.get(key) != value:
+            if key in os.environ:
+                lines.append(f"  (its {key} replaces {os.environ[key]!r} from this shell)")
+            os.environ[key] = value
+    if used is not None and used.env:
+        lines.append("  (this env applies to the checks below, as it will to the kernel)")
+    return lines, problems
 
-        kernel_main(argv[1:])
+
+def _install_command(args: argparse.Namespace) -> int:
+    user, prefix = kernelspec.default_location()
+    if args.user:
+        user, prefix = True, None
+    elif args.prefix or args.sys_prefix:
+        user, prefix = False, args.prefix or sys.prefix
+    try:
+        result = kernelspec.register(user=user, prefix=prefix, env=_parse_env(args.env))
+    except OSError as err:
+        print(f"Could not install the kernelspec: {err}", file=sys.stderr)
+        print("Try --user, or --sys-prefix inside a virtual environment.", file=sys.stderr)
+        return 1
+    print(f"Installed the Lean 4 kernelspec ({KERNEL_NAME}) in {result.destination}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return _fail(result.problem) if result.problem else 0
+
+
+def _kernel_command(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(KERNEL_HELP, end="")
         return 0
+    from lean_kernel.kernel.kernel import main as kernel_main
+
+    kernel_main(argv)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lean_kernel", description="The Lean 4 Jupyter kernel."
+        prog="python -m lean_kernel",
+        description="The Lean 4 Jupyter kernel. New here? `python -m lean_kernel setup` does "
+        "everything once (elan, Lean, the REPL, the kernelspec) and proves it works.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     inst = commands.add_parser("install", help="install the lean4 kernelspec for Jupyter")
@@ -272,40 +266,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="an environment variable for the kernel, e.g. LEAN_KERNEL_TIMEOUT=60",
     )  # fmt: skip
     for name, text in (
-        ("setup", "install the Lean toolchain and build the REPL now"),
+        ("setup", "install elan, Lean and the REPL, register the kernelspec, prove it works"),
         ("doctor", "say what the kernel runs, and check that it works"),
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--project", metavar="DIR", help="a Lake project to use")
         sub.add_argument("--lean-version", metavar="VERSION", help="e.g. v4.19.0 or latest")
+        if name == "setup":
+            sub.add_argument(
+                "--no-elan", action="store_true",
+                help="never install elan (fail, saying so, when it is missing)",
+            )  # fmt: skip
         if name == "doctor":
             sub.add_argument(
                 "--import", dest="imports", action="append", default=[], metavar="MODULE",
                 help="module to check imports with (default: the project's dependencies)",
             )  # fmt: skip
-    commands.add_parser("kernel", help="run the kernel (what Jupyter starts)")
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    commands.add_parser("kernel", help="run the kernel (what Jupyter starts; see kernel --help)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``lean-kernel`` / ``python -m lean_kernel`` command line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "kernel":
+        return _kernel_command(argv[1:])
+    args = _parser().parse_args(argv)
     if args.command == "install":
-        # Default: into the virtual environment this runs in, else for the user.
-        in_venv = sys.prefix != sys.base_prefix
-        prefix = args.prefix or (sys.prefix if args.sys_prefix or in_venv else None)
-        user = args.user or prefix is None
-        if user:
-            prefix = None
-        try:
-            dest = install(user=user, prefix=prefix, env=_parse_env(args.env))
-        except OSError as err:
-            print(f"Could not install the kernelspec: {err}", file=sys.stderr)
-            print("Try --user, or --sys-prefix inside a virtual environment.", file=sys.stderr)
-            return 1
-        print(f"Installed the Lean 4 kernelspec ({KERNEL_NAME}) in {dest}")
-        return 0
+        return _install_command(args)
+    spec_report = _apply_kernelspec_env() if args.command == "doctor" else ([], [])
+    settings = Settings.from_env()
     try:
         config = _config(args, settings)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.command == "setup":
-        return setup(config)
-    return doctor(config, settings, args.imports)
+        return setup(config, allow_elan=not args.no_elan)
+    return doctor(config, settings, args.imports, spec_report)

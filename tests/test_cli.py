@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -139,6 +140,51 @@ def test_install_command_line_prefix_and_user(tmp_path):
     assert (tmp_path / "data" / "kernels" / "lean4" / "kernel.json").is_file()
     bad = run_cli("install", "--prefix", str(tmp_path), "--env", "NOEQUALS")
     assert bad.returncode != 0 and "KEY=VALUE" in bad.stderr
+
+
+def test_readme_first_command_brings_a_frontend_and_runs_setup():
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    first, second = (line.strip() for line in (root / "README.md").read_text().splitlines()[2:4])
+    assert first == (
+        'pip install -e ".[lab]" && python -m lean_kernel setup && jupyter lab notebooks/tour.ipynb'
+    )
+    assert second == 'pip install -e ".[test]" && python -m pytest'
+    assert (root / "notebooks" / "tour.ipynb").is_file()
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = {extra: {re.split(r"[<>=\[ ]", r)[0] for r in reqs} for extra, reqs in extras.items()}
+    assert {"jupyterlab", "jupyter-console"} <= names["lab"]
+    assert names["pandas"] == {"pandas"}
+    assert {"pytest", "jupyterlab", "pandas", "import-linter"} <= names["test"]
+
+
+# -- kernel --help ---------------------------------------------------------------------------
+
+
+def test_kernel_help_speaks_of_the_lean_kernel():
+    result = run_cli("kernel", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "The Lean 4 Jupyter kernel" in result.stdout
+    assert "-f CONNECTION_FILE" in result.stdout
+    for variable in (
+        "LEAN_KERNEL_REPL",
+        "LEAN_KERNEL_PROJECT",
+        "LEAN_KERNEL_TIMEOUT",
+        "LEAN_KERNEL_MEMORY_LIMIT_MB",
+        "LEAN_KERNEL_INCREMENTAL",
+    ):
+        assert variable in result.stdout
+    assert len(result.stdout.splitlines()) < 40
+    assert "IPKernelApp" not in result.stdout
+    assert run_cli("kernel", "-h").stdout == result.stdout
+
+
+def test_kernel_help_all_still_shows_ipythons_options():
+    result = run_cli("kernel", "--help-all")
+    assert result.returncode == 0, result.stderr
+    assert "--IPKernelApp." in result.stdout and len(result.stdout.splitlines()) > 100
 
 
 # -- setup -----------------------------------------------------------------------------------

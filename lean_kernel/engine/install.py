@@ -2,8 +2,9 @@
 
 It happens once per Lean version, under a file lock shared by every process on the machine, and
 ends by writing a marker; afterwards the build is found from that marker alone.
-Every external command runs in its own session with a timeout, and every failure is a
-``ReplSetupError`` whose message names the command or setting that fixes it.
+Every external command runs through ``steps.SetupSteps`` (own session, timeout, progress), and
+every failure is a ``ReplSetupError`` whose message names the command or setting that fixes it.
+elan itself is installed by ``elan.py`` (``python -m lean_kernel setup``), never here.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +28,18 @@ from lean_kernel.engine.launch import (
     UPSTREAM_REPL_GIT,
     FlavorChoice,
 )
-from lean_kernel.engine.process import kill_tree
+from lean_kernel.engine.steps import SetupSteps, tail, without_network
 from lean_kernel.errors import ReplSetupError
 
 SETUP_COMMAND = "python -m lean_kernel setup"
+#: What ``setup`` does, for the messages that send people to it.
+SETUP_DOES = "it installs elan and Lean if they are missing, and builds the REPL"
 ELAN_INSTALL = (
     "install elan: curl https://raw.githubusercontent.com/leanprover/elan/master/elan-init.sh "
     "-sSf | sh"
 )
 OR_SET_REPL = f"or set {REPL_ENV_VAR} to a REPL command"
+LEAN_RELEASES = "https://github.com/leanprover/lean4/releases"
 
 #: Where ``lake build`` leaves the REPL executable, relative to the REPL checkout (Lake before
 #: Lean 4.3 used ``build/`` without ``.lake/``).
@@ -54,7 +56,6 @@ BUILD_TIMEOUT = 3600.0
 LOCK_TIMEOUT = TOOLCHAIN_INSTALL_TIMEOUT + CLONE_TIMEOUT + BUILD_TIMEOUT
 
 _MISSING_REF = ("not found in upstream", "Could not find remote branch")
-_TAIL_LINES = 20
 
 
 # -- finding tools ------------------------------------------------------------------------------
@@ -115,63 +116,7 @@ def lake_for_cached_repl(lake_path: str) -> tuple[str, dict[str, str] | None]:
     return lake, extra_env(lake)
 
 
-# -- running setup commands ---------------------------------------------------------------------
-
-
-class SetupSteps:
-    """One resolve() call's side effects: step reports and bounded subprocesses."""
-
-    def __init__(self, progress: Callable[[str], None] | None, verbose: bool) -> None:
-        self._progress = progress
-        self._verbose = verbose
-
-    def say(self, line: str) -> None:
-        """Report one step to the progress callback, and to stderr when verbose."""
-        if self._progress is not None:
-            self._progress(line)
-        if self._verbose:
-            print(f"lean_kernel: {line}", file=sys.stderr, flush=True)
-
-    def run(
-        self, argv: list[str], cwd: Path, timeout: float, env: dict[str, str] | None, fix: str
-    ) -> tuple[int, str, str]:
-        """(exit code, stdout, stderr); in its own session so a timeout kills the whole tree."""
-        full_env = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0"}
-        command = shlex.join(argv)
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise ReplSetupError(
-                f"Could not run `{command}` in {cwd}: {exc}.\nFix: {fix}"
-            ) from None
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_tree(proc, close_pipes=False)
-            out, err = proc.communicate()
-            raise ReplSetupError(
-                f"`{command}` did not finish within {timeout:g} s in {cwd}; it was killed.\n"
-                f"{tail(out, err)}\nFix: {fix}"
-            ) from None
-        return proc.returncode, out, err
-
-
-def tail(*outputs: str) -> str:
-    """The last lines of a command's output, indented, for an error message."""
-    lines = "\n".join(o.strip() for o in outputs if o and o.strip()).splitlines()
-    if not lines:
-        return "  (no output)"
-    return "\n".join("  " + line for line in lines[-_TAIL_LINES:])
+# -- locks and builds ---------------------------------------------------------------------------
 
 
 @contextmanager
@@ -198,7 +143,7 @@ def holding(path: Path, steps: SetupSteps) -> Iterator[None]:
 def lake_build(lake: str, repl_dir: Path, steps: SetupSteps, fix: str) -> None:
     """``lake build`` in ``repl_dir``; ``fix`` ends the error message when it fails."""
     argv = [lake, "build"]
-    code, out, err = steps.run(argv, repl_dir, BUILD_TIMEOUT, extra_env(lake), fix)
+    code, out, err = steps.run(argv, repl_dir, BUILD_TIMEOUT, extra_env(lake), fix, echo=True)
     if code != 0:
         raise ReplSetupError(
             f"`{shlex.join(argv)}` failed (exit {code}) in {repl_dir}:\n{tail(out, err)}\n"
@@ -253,13 +198,14 @@ def ensure_repl(
     if not install:
         raise ReplSetupError(
             f"The REPL for Lean {version} is not built yet (looked in {root}).\n"
-            f"Fix: run `{SETUP_COMMAND}` (needs network once), {OR_SET_REPL}."
+            f"Fix: run `{SETUP_COMMAND}` ({SETUP_DOES}; it needs network once), {OR_SET_REPL}."
         )
     elan = find_tool("elan")
     if elan is None:
         raise ReplSetupError(
             f"Lean is not installed: `elan` (the Lean toolchain manager) was not found on PATH "
-            f"or in {elan_bin()}.\nFix: {ELAN_INSTALL}, {OR_SET_REPL} "
+            f"or in {elan_bin()}.\nFix: run `{SETUP_COMMAND}` ({SETUP_DOES}), or "
+            f"{ELAN_INSTALL}, {OR_SET_REPL} "
             f"(e.g. {REPL_ENV_VAR}='lake env /path/to/repl/.lake/build/bin/repl')."
         )
     git = find_tool("git")
@@ -313,17 +259,19 @@ def _install_toolchain(elan: str, version: str, cwd: Path, steps: SetupSteps) ->
     if name in installed or folder_name in installed:
         steps.say(f"Lean toolchain {name} is installed")
         return
-    steps.say(f"Installing the Lean toolchain: `elan toolchain install {name}`")
+    steps.say(
+        f"Installing the Lean toolchain: `elan toolchain install {name}` (a download of a few "
+        "hundred MB; elan reports its size and progress)"
+    )
     argv = [elan, "toolchain", "install", name]
     fix = f"retry with network access, {OR_SET_REPL}"
-    code, out, err = steps.run(argv, cwd, TOOLCHAIN_INSTALL_TIMEOUT, extra_env(elan), fix)
+    timeout = TOOLCHAIN_INSTALL_TIMEOUT
+    code, out, err = steps.run(argv, cwd, timeout, extra_env(elan), fix, echo=True)
     if code != 0:
         raise ReplSetupError(
             f"`{shlex.join(argv)}` failed (exit {code}):\n{tail(out, err)}\n"
-            "Installing a toolchain downloads it, so it needs network access once.\n"
-            f"Fix: check that Lean {version} exists "
-            "(https://github.com/leanprover/lean4/releases) and retry with network access, "
-            f"{OR_SET_REPL}."
+            f"(Is {version} a Lean release? See {LEAN_RELEASES}.)\n"
+            + without_network(f"the Lean toolchain {name}", LEAN_RELEASES)
         )
 
 
@@ -336,6 +284,7 @@ def _clone(
         "this needs network access once (the build is cached afterwards); retry online, or "
         f"set local_repl_path to a local REPL checkout, {OR_SET_REPL}"
     )
+    checkout = "\n  - in Python: LeanREPLConfig(local_repl_path=...), a REPL checkout to build."
     for source in sources:
         target = _build_dir(root, source, version)
         shutil.rmtree(target, ignore_errors=True)
@@ -351,7 +300,9 @@ def _clone(
             continue
         raise ReplSetupError(
             f"Could not download the Lean REPL: `{shlex.join(argv)}` failed (exit {code}):\n"
-            f"{tail(out, err)}\nFix: {offline_fix}."
+            f"{tail(out, err)}\n"
+            + without_network(f"the REPL's sources (tag {source.tag})", source.git)
+            + checkout
         )
     tried = " and ".join(f"tag {s.tag} is not in {s.git}" for s in missing)
     raise ReplSetupError(

@@ -4,9 +4,9 @@ Resolution order, first match wins:
 
 a. an explicit command: ``repl_command``, else the ``LEAN_KERNEL_REPL`` environment variable;
 b. a local REPL checkout (``local_repl_path``), built with ``lake build`` first;
-c. a Lake project (``project_dir``, or found by walking up from ``working_dir``): a REPL built
-   for the project's Lean version, run with ``lake env`` inside the project so its dependencies
-   (Mathlib ...) resolve;
+c. a Lake project (``project_dir``, or found by walking up from ``working_dir``): the REPL
+   built inside it if there is one (offline use), else a REPL built for the project's Lean
+   version; run with ``lake env`` inside the project so its dependencies (Mathlib ...) resolve;
 d. a REPL built for ``lean_version`` (default ``DEFAULT_LEAN_VERSION``) in the cache directory.
 
 Building the cached REPL is ``install.py``'s job. The config module imports this one, so this
@@ -26,8 +26,8 @@ from typing import Protocol
 from lean_kernel.engine.install import (
     ELAN_INSTALL,
     OR_SET_REPL,
+    REPL_BINARY,
     BuiltRepl,
-    SetupSteps,
     elan_bin,
     ensure_repl,
     extra_env,
@@ -50,6 +50,7 @@ from lean_kernel.engine.launch import (
     ReplLaunch,
     normalize_lean_version,
 )
+from lean_kernel.engine.steps import SetupSteps
 from lean_kernel.errors import ReplSetupError
 
 
@@ -92,7 +93,7 @@ def resolve(
 ) -> ReplLaunch:
     """How to start the REPL ``config`` means, installing and building it if ``install``."""
     steps = SetupSteps(progress, verbose)
-    explicit = _explicit_command(config.repl_command)
+    explicit = explicit_command(config.repl_command)
     if explicit is not None:
         return _launch_command(config, *explicit, steps)
     project, why = _project(config)
@@ -167,8 +168,9 @@ def find_lake_project(start: str | os.PathLike[str]) -> Path | None:
 # -- a. an explicit command ---------------------------------------------------------------------
 
 
-def _explicit_command(repl_command: str | Sequence[str] | None) -> tuple[list[str], str] | None:
-    """(argv, the setting it came from), or None when no command was given."""
+def explicit_command(repl_command: str | Sequence[str] | None) -> tuple[list[str], str] | None:
+    """(argv, the setting it came from: ``repl_command`` or ``LEAN_KERNEL_REPL``), or None when
+    no command was given (then lean_kernel finds or builds the REPL, and setup has work)."""
     if repl_command is not None:
         source, text = "repl_command", repl_command
     else:
@@ -354,23 +356,43 @@ def _launch_project(
     version = _project_version(project, config.lean_version)
     _check_dependencies(project)
     steps.say(f"Lake project {project} ({why}) uses Lean {version}")
-    built = _ensure_repl(config, version, steps, install)
+    own = _project_repl(project)
+    if own is not None:
+        binary, flavor = own / REPL_BINARY, _local_flavor(own, config.repl_flavor)
+        origin = f"the REPL built in the project ({binary})"
+    else:
+        built = _ensure_repl(config, version, steps, install)
+        binary, flavor = built.binary, built.source.flavor
+        source = built.source
+        origin = f"REPL ({source.flavor}, tag {source.tag}) built in {built.directory}"
     lake, env = lake_for_cached_repl(config.lake_path)
-    source = built.source
     description = (
-        f"Lake project {project} ({why}), Lean {version} from its lean-toolchain; REPL "
-        f"({source.flavor}, tag {source.tag}) built in {built.directory}, run with `lake env` "
-        "in the project so its dependencies resolve"
+        f"Lake project {project} ({why}), Lean {version} from its lean-toolchain; {origin}, "
+        "run with `lake env` in the project so its dependencies resolve"
     )
     steps.say(f"Ready: {description}")
     return ReplLaunch(
-        argv=[lake, "env", str(built.binary)],
+        argv=[lake, "env", str(binary)],
         cwd=str(project),
         env=env,
         description=description,
-        flavor=built.source.flavor,
+        flavor=flavor,
         lean_version=version,
     )
+
+
+def _project_repl(project: Path) -> Path | None:
+    """The folder of a REPL built inside the project: the project itself (``lean_exe repl``)
+    or its package ``.lake/packages/REPL`` (the REPL required in its lakefile). Built with the
+    project's own toolchain, it needs no download: the way to work offline."""
+    packages = project / ".lake" / "packages"
+    candidates = [project]
+    if packages.is_dir():
+        candidates += sorted(p for p in packages.iterdir() if p.name.lower() == "repl")
+    for folder in candidates:
+        if is_executable(folder / REPL_BINARY):
+            return folder
+    return None
 
 
 def _is_lake_project(folder: Path) -> bool:

@@ -8,4 +8,6 @@ runs). Top to bottom:
 * ``magics``: the ``%`` magics, as a table of small handlers;
 * ``inspection``, ``failures``: what Lean says about a name; how a failed cell reads;
 * ``host``: what magics see of the kernel (``Host``, ``Output``, ``CellPlan``, ``MagicError``).
+* ``kernelspec``: the ``lean4`` kernelspec, installed and checked (what ``python -m lean_kernel``
+  install / setup / doctor use; it imports nothing of the kernel itself).
 """
