@@ -69,12 +69,7 @@ class ReplCrashedError(LeanKernelError, ConnectionError):
     @property
     def signal_name(self) -> str | None:
         """``SIGKILL`` ... when a signal ended the process, else None."""
-        if self.exit_code is None or self.exit_code >= 0:
-            return None
-        try:
-            return signal.Signals(-self.exit_code).name
-        except ValueError:
-            return f"signal {-self.exit_code}"
+        return exit_signal_name(self.exit_code)
 
 
 class ReplProtocolError(LeanKernelError, ValueError):
@@ -84,16 +79,40 @@ class ReplProtocolError(LeanKernelError, ValueError):
 
 
 class ReplMemoryError(LeanKernelError, MemoryError):
-    """The REPL went over its memory limit and was killed.
+    """The REPL used too much memory and was killed: by lean_kernel over one of its limits, or
+    by the system (the out-of-memory killer's SIGKILL) when memory ran out.
 
     ``reason`` says which limit, in words (``the REPL used 9100 MB > max_process_memory=8000``).
+    ``last_seen_mb`` is the REPL's memory at the last sample before it died, when sampled.
+    ``exit_code`` is set (``-9``) when the system killed it, None when lean_kernel did; see
+    ``by_system``.
     """
 
     outcome = "crashed"
 
-    def __init__(self, message: str = "", *, reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        reason: str = "",
+        last_seen_mb: float | None = None,
+        exit_code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
+        self.last_seen_mb = last_seen_mb
+        self.exit_code = exit_code
+
+    @property
+    def by_system(self) -> bool:
+        """Whether the system ran out of memory and killed the REPL (not one of our limits):
+        the fix is more memory for the machine or container, not a higher limit."""
+        return self.exit_code is not None
+
+    @property
+    def signal_name(self) -> str | None:
+        """``SIGKILL`` when the system killed the REPL, else None."""
+        return exit_signal_name(self.exit_code)
 
 
 class ReplCancelledError(LeanKernelError, InterruptedError):
@@ -116,3 +135,13 @@ class StaleStateError(LeanKernelError, LookupError):
 
 class ReplSetupError(LeanKernelError, RuntimeError):
     """No usable Lean toolchain or REPL could be found or built."""
+
+
+def exit_signal_name(exit_code: int | None) -> str | None:
+    """The name of the signal a negative exit code stands for (``SIGKILL`` for -9), else None."""
+    if exit_code is None or exit_code >= 0:
+        return None
+    try:
+        return signal.Signals(-exit_code).name
+    except ValueError:
+        return f"signal {-exit_code}"

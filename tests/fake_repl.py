@@ -13,17 +13,37 @@ request, or when an unpickle file cannot be read; a query starting with `#` or `
 answer; lines of a query are joined without newlines; the last query may end at EOF.
 
 Usage: python fake_repl.py [--import-cost SECONDS] [--char-cost SECONDS]
-                           [--flavor fork|upstream] [--log FILE] [--crash-after N]
-                           [--memory-baseline MB]
+                           [--heartbeat-rate PER_SECOND] [--flavor fork|upstream] [--log FILE]
+                           [--crash-after N] [--memory-baseline MB]
 Flags in the environment variable FAKE_REPL_ARGS (shell syntax) are appended to the argv.
   --import-cost   sleep per command with `import` lines (or unpickled env with imports)
   --char-cost     sleep per character elaborated; in the fork flavour, with
                   "incrementality": true, a prefix shared with an earlier command on the same
                   parent env is free (an import header included)
-  --flavor        fork (default: incrementality, declarations, setOptions) or upstream
+  --heartbeat-rate  heartbeats (Lean's `maxHeartbeats` unit: thousands of small allocations)
+                  elaboration burns per second of its cost; 0 (the default) counts none. With a
+                  rate, the time of each top-level command (its characters' --char-cost, and
+                  the `#fake_sleep` / `#fake_hang` lines inside it, or before the next command)
+                  is spent while elaborating that command, under Lean's limit: the
+                  `maxHeartbeats` option in effect for it (`set_option ... in` on it, a
+                  `set_option` earlier, the fork's `setOptions` on the session's first command;
+                  default 200000, 0 = none). A command that would burn more stops after
+                  limit / rate seconds with Lean's error on the declaration ("(deterministic)
+                  timeout at `whnf`, maximum number of heartbeats (N) has been reached", its Note
+                  and Hint, as Lean words it in the 4.33 era: `throwMaxHeartbeat` in
+                  src/Lean/CoreM.lean); it is not added, the commands after it run, and the env
+                  is returned as Lean does. Import costs are not heartbeats.
+  --flavor        fork (default: incrementality, declarations, setOptions) or upstream.
+                  Like the fork (REPL/Main.lean, up to v1.3.18), `setOptions` only applies to a
+                  command without `env` (it sets the new session's options, which every env
+                  built on it inherits); on a command with `env` it is read and ignored, and
+                  with "incrementality": true a header seen before keeps the options it was
+                  first elaborated with. Upstream ignores the field.
   --log           append {"pid", "t", "elapsed", "request"} as one JSON line per query
   --crash-after   crash on receiving the Nth query
   --memory-baseline  allocate and hold MB of resident memory at start
+  --lean-version  the Lean release it plays (e.g. 4.19.0): `#eval Lean.versionString` answers
+                  it as Lean does ("4.19.0", quoted); without it that name does not evaluate
 
 Fault directives, as lines of a `cmd` or `tactic` text:
   #fake_crash [CODE]       print a panic line on stderr and exit with CODE (default 1), no answer
@@ -49,8 +69,12 @@ from json.encoder import encode_basestring as encode_string
 
 USAGE = (
     "usage: fake_repl.py [--import-cost SECONDS] [--char-cost SECONDS] "
-    "[--flavor fork|upstream] [--log FILE] [--crash-after N] [--memory-baseline MB]"
+    "[--heartbeat-rate PER_SECOND] [--flavor fork|upstream] [--log FILE] [--crash-after N] "
+    "[--memory-baseline MB] [--lean-version VERSION]"
 )
+
+#: The release `--lean-version` plays ("" when not given).
+LEAN_VERSION = ""
 
 # ---------------------------------------------------------------------------------------------
 # Command line
@@ -63,19 +87,23 @@ class Options:
     def __init__(self) -> None:
         self.import_cost = 0.0
         self.char_cost = 0.0
+        self.heartbeat_rate = 0.0
         self.flavor = "fork"
         self.log: str | None = None
         self.crash_after = 0
         self.memory_baseline = 0.0
+        self.lean_version = ""
 
 
 _FLAGS = {
     "--import-cost": ("import_cost", float),
     "--char-cost": ("char_cost", float),
+    "--heartbeat-rate": ("heartbeat_rate", float),
     "--flavor": ("flavor", str),
     "--log": ("log", str),
     "--crash-after": ("crash_after", int),
     "--memory-baseline": ("memory_baseline", float),
+    "--lean-version": ("lean_version", str),
 }
 
 
@@ -109,6 +137,8 @@ def parse_options(argv: list[str]) -> Options:
             _usage_error(f"bad value for {name}: {value!r}")
     if opts.flavor not in ("fork", "upstream"):
         _usage_error("--flavor must be fork or upstream")
+    if not opts.heartbeat_rate >= 0:
+        _usage_error("--heartbeat-rate must be 0 or more")
     return opts
 
 
@@ -856,6 +886,7 @@ KNOWN_OPTIONS = {
     "tactic.hygienic": _BOOL_OPTION,
     "warningAsError": _BOOL_OPTION,
     "Elab.async": _BOOL_OPTION,
+    "debug.moduleNameAtTimeout": _BOOL_OPTION,
     "exponentiation.threshold": _NAT_OPTION,
     "debug.skipKernelTC": _BOOL_OPTION,
     "compiler.extract_closed": _BOOL_OPTION,
@@ -2757,6 +2788,12 @@ def parse_decl(toks: list[Tok], k: int) -> DeclSyntax:
     return d
 
 
+def _option_in(chunk: list[Tok], k: int) -> bool:
+    """Whether the command at `k` is `set_option NAME VALUE in ...` (its costs are the inner
+    command's, spent under the option)."""
+    return k + 3 < len(chunk) and chunk[k].text == "set_option" and chunk[k + 3].text == "in"
+
+
 def _import_error_text(module: str) -> str:
     root = module.split(".")[0]
     return (
@@ -2768,11 +2805,19 @@ def _import_error_text(module: str) -> str:
 class CommandElab(Elab):
     """Elaborates a command text: a sequence of Lean commands."""
 
+    #: heartbeats burnt per second of a command's cost (0: not counted; see `command_costs`)
+    heartbeat_rate = 0.0
+    #: seconds of elaboration of each top-level command, by its start offset
+    costs: dict[int, float] | None = None
+    #: the cost of the top-level command being elaborated, until it is spent
+    pending: float | None = None
+
     def run(self, allow_imports: bool) -> None:
         toks = self.src.toks
         chunks = split_commands(toks)
         header = allow_imports
         for chunk in chunks:
+            self.pending = self.costs.get(chunk[0].start) if self.costs else None
             if chunk[0].text == "import":
                 if header:
                     self.do_import(chunk)
@@ -2802,6 +2847,10 @@ class CommandElab(Elab):
             chunk[k].kind == "doc" or chunk[k].text in _MODIFIERS or chunk[k].text == "@["
         ):
             k = _matching(chunk, k) + 1 if chunk[k].text == "@[" else k + 1
+        if self.pending is not None and not _option_in(chunk, k):
+            seconds, self.pending = self.pending, None
+            if not self.within_heartbeats(seconds, chunk):
+                return
         if k >= len(chunk):
             end = chunk[-1].end
             self.error("unexpected end of input; expected command", end, end)
@@ -2844,6 +2893,20 @@ class CommandElab(Elab):
             return
         else:
             self.parse_error(head)
+
+    def within_heartbeats(self, seconds: float, chunk: list[Tok]) -> bool:
+        """Spend a command's elaboration time under Lean's `maxHeartbeats` for it (options of
+        `set_option ... in` included); False when Lean stops it (the error is on it)."""
+        limit = self.option("maxHeartbeats")
+        limit = DEFAULT_MAX_HEARTBEATS if limit is None else int(limit)
+        if limit and seconds * self.heartbeat_rate > limit:
+            spend(limit / self.heartbeat_rate)
+            module = self.option("debug.moduleNameAtTimeout") is not False
+            data = heartbeat_error(limit, module, self.option("diagnostics") is True)
+            self.error(data, chunk[0].start, chunk[-1].end)
+            return False
+        spend(seconds)
+        return True
 
     def parse_error(self, t: Tok) -> None:
         if t.kind == "id" and t.text not in KEYWORDS and t.text not in _COMMAND_KEYWORDS:
@@ -2975,6 +3038,9 @@ class CommandElab(Elab):
         return found[1].get("doc")
 
     def eval_command(self, head: Tok, args: list[Tok]) -> None:
+        if LEAN_VERSION and [t.text for t in args] == ["Lean.versionString"]:
+            self.info(encode_string(LEAN_VERSION), head.start, head.end)
+            return
         if not args:
             self.error("unexpected end of input", head.end, head.end)
             return
@@ -3458,6 +3524,70 @@ FAULT_LINE = re.compile(r"^[ \t]*#fake_(\w+)[ \t]*([^\n]*)$", re.M)
 _HELD_MEMORY: list[bytearray] = []
 
 
+# ---------------------------------------------------------------------------------------------
+# Heartbeats: Lean's deterministic limit on the work of one command
+# ---------------------------------------------------------------------------------------------
+
+#: `maxHeartbeats`'s default (Lean's `register_builtin_option maxHeartbeats`), in thousands.
+DEFAULT_MAX_HEARTBEATS = 200000
+
+
+def heartbeat_error(limit: int, module_name: bool = True, diagnostics: bool = False) -> str:
+    """Lean's message when a command burns `limit` (thousands of) heartbeats.
+
+    `throwMaxHeartbeat` (src/Lean/CoreM.lean): the text, then `MessageData.note` and Lean's
+    `useDiagnosticMsg` hint (left out under `set_option diagnostics true`), each after a blank
+    line; `debug.moduleNameAtTimeout false` drops the " at `whnf`".
+    """
+    at = " at `whnf`" if module_name else ""
+    text = (
+        f"(deterministic) timeout{at}, maximum number of heartbeats ({limit}) has been reached"
+        "\n\nNote: Use `set_option maxHeartbeats <num>` to set the limit."
+    )
+    if not diagnostics:
+        text += (
+            "\n\nHint: Additional diagnostic information may be available using the "
+            "`set_option diagnostics true` command."
+        )
+    return text
+
+
+def _set_options(entries: object) -> dict:
+    """The fork's `setOptions` (`[[["Elab", "async"], true], ...]`) as option name -> value."""
+    options: dict = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list):
+            options[".".join(map(str, entry[0]))] = entry[1]
+    return options
+
+
+def command_costs(
+    src: Source, timed: list[tuple[int, float]], char_cost: float, reused: int
+) -> tuple[dict[int, float], float]:
+    """Seconds of elaboration of each top-level command (by its start offset), and the rest.
+
+    A command costs the characters from its start to the next command's (past the reused
+    prefix) and the timed fault lines inside it, or before it and after the previous command
+    (those after the last command go to the last). Imports, and text with no command, are the
+    rest: not heartbeats.
+    """
+    chunks = [c for c in split_commands(src.toks) if c[0].text != "import"]
+    rest = char_cost * (len(src.text) - reused)
+    if not chunks:
+        return {}, rest + sum(seconds for _, seconds in timed)
+    costs: dict[int, float] = {}
+    for i, chunk in enumerate(chunks):
+        start = chunk[0].start
+        end = chunks[i + 1][0].start if i + 1 < len(chunks) else len(src.text)
+        costs[start] = char_cost * max(0, end - max(start, reused))
+        rest -= costs[start]
+    last_lines = [src.pos(c[-1].end)["line"] for c in chunks]
+    for line, seconds in timed:
+        index = next((i for i, last in enumerate(last_lines) if line <= last), len(chunks) - 1)
+        costs[chunks[index][0].start] += seconds
+    return costs, max(0.0, rest)
+
+
 GARBAGE = object()  # answer marker: write GARBAGE_BYTES instead of JSON
 
 
@@ -3478,6 +3608,20 @@ def allocate_memory(megabytes: float, seconds: float = 0.0) -> None:
             time.sleep(pause)
 
 
+def hang() -> None:
+    """Never return (the process stays alive and silent, like a REPL stuck in a command)."""
+    while True:
+        time.sleep(3600)
+
+
+def spend(seconds: float) -> None:
+    """Take `seconds` of elaboration time (forever for inf)."""
+    if math.isinf(seconds):
+        hang()
+    if seconds > 0:
+        time.sleep(seconds)
+
+
 def crash(code: int, reason: str) -> None:
     sys.stdout.flush()
     sys.stderr.write(f"INTERNAL PANIC: {reason}\n")
@@ -3485,19 +3629,25 @@ def crash(code: int, reason: str) -> None:
     os._exit(code)
 
 
-def run_faults(text: str) -> tuple[str, bool]:
-    """Execute `#fake_*` lines; return the text with them blanked and whether to send garbage."""
+def run_faults(text: str, timed: list[tuple[int, float]] | None = None) -> tuple[str, bool]:
+    """Execute `#fake_*` lines; return the text with them blanked and whether to send garbage.
+
+    With a `timed` list, `#fake_sleep` / `#fake_hang` lines are not slept here but appended to it
+    as (line number, seconds; inf for a hang), for the heartbeat model to charge to a command.
+    """
     if "#fake_" not in text:
         return text, False
     garbage = False
     for m in FAULT_LINE.finditer(text):
         name, arg = m.group(1), m.group(2).split()
         try:
-            if name == "crash":
+            if timed is not None and name in ("hang", "sleep"):
+                seconds = math.inf if name == "hang" else float(arg[0])
+                timed.append((text.count("\n", 0, m.start()) + 1, seconds))
+            elif name == "crash":
                 crash(int(arg[0]) if arg else 1, "fake_repl crash requested by #fake_crash")
             elif name == "hang":
-                while True:
-                    time.sleep(3600)
+                hang()
             elif name == "sleep":
                 time.sleep(float(arg[0]))
             elif name == "garbage":
@@ -3590,6 +3740,8 @@ class Repl:
         self.envs: list[Env] = []
         self.proof_states: list[ProofState] = []
         self.earlier: dict[object, set[str]] = {}
+        #: the fork's header cache: options a header was first elaborated with
+        self.header_opts: dict[str, dict] = {}
         self.requests = 0
         self.started = time.time()
         self.log = open(opts.log, "a", encoding="utf-8") if opts.log else None  # noqa: SIM115
@@ -3646,22 +3798,47 @@ class Repl:
 
     # -- costs -----------------------------------------------------------------------------
 
-    def charge(self, text: str, parent: object, incremental: bool, imports_end: int) -> None:
-        """Sleep like Lean would take to elaborate `text` (minus what the fork can reuse)."""
+    def charge(
+        self,
+        text: str,
+        parent: object,
+        incremental: bool,
+        imports_end: int,
+        per_command: bool = False,
+    ) -> int:
+        """Sleep like Lean would take to elaborate `text` (minus what the fork can reuse).
+
+        With `per_command` only the imports are paid here: the heartbeat model charges the
+        characters to the commands they belong to. Returns the length of the reused prefix.
+        """
         opts = self.opts
         if not opts.char_cost and not opts.import_cost:
-            return
+            return 0
         reused = 0
         if incremental and opts.flavor == "fork":
             earlier = self.earlier.setdefault(parent, set())
             for old in earlier:
                 reused = max(reused, _common_prefix(old, text))
             earlier.add(text)
-        cost = opts.char_cost * (len(text) - reused)
+        cost = 0.0 if per_command else opts.char_cost * (len(text) - reused)
         if imports_end > reused:
             cost += opts.import_cost
         if cost > 0:
             time.sleep(cost)
+        return reused
+
+    def session_env(self, req: dict, src: Source, imports_end: int) -> Env:
+        """The env a command without `env` starts from: a new session, whose options are the
+        fork's `setOptions` (a header seen before, with incrementality, keeps its first ones)."""
+        env = Env()
+        if self.opts.flavor != "fork":
+            return env
+        options = _set_options(req.get("setOptions"))
+        if req.get("incrementality"):
+            key = " ".join(t.text for t in src.toks if t.end <= imports_end)
+            options = self.header_opts.setdefault(key, options)
+        env.scope["opts"] = dict(options)
+        return env
 
     # -- requests --------------------------------------------------------------------------
 
@@ -3671,22 +3848,25 @@ class Repl:
             return {"message": "Unknown environment."}
         if text is None:
             text = req["cmd"]
-        text, garbage = run_faults(text)
+        metered = self.opts.heartbeat_rate > 0
+        timed: list[tuple[int, float]] | None = [] if metered else None
+        text, garbage = run_faults(text, timed)
         fork = self.opts.flavor == "fork"
-        base = self.envs[env_id] if env_id is not None else Env()
         src = Source(text)
         imports_end = _header_end(src.toks) if env_id is None else 0
-        self.charge(text, env_id, bool(req.get("incrementality")), imports_end)
+        base = self.envs[env_id] if env_id is not None else self.session_env(req, src, imports_end)
+        incremental = bool(req.get("incrementality"))
+        reused = self.charge(text, env_id, incremental, imports_end, metered)
         if garbage:
             return GARBAGE
         el = CommandElab(src, base.derive())
         el.record_tactics = bool(req.get("allTactics")) or bool(req.get("infotree"))
         el.want_root_goals = bool(req.get("rootGoals"))
         el.want_declarations = fork and bool(req.get("declarations"))
-        if fork and req.get("setOptions"):
-            for entry in req["setOptions"]:
-                if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list):
-                    el.extra_opts[".".join(map(str, entry[0]))] = entry[1]
+        if metered:
+            el.heartbeat_rate = self.opts.heartbeat_rate
+            el.costs, outside = command_costs(src, timed or [], self.opts.char_cost, reused)
+            spend(outside)
         el.run(allow_imports=env_id is None)
         return self.command_response(req, el)
 
@@ -3917,6 +4097,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args += shlex.split(extra)
     opts = parse_options(args)
+    global LEAN_VERSION
+    LEAN_VERSION = opts.lean_version.removeprefix("v")
     sys.setrecursionlimit(20000)
     if opts.memory_baseline:
         allocate_memory(opts.memory_baseline)

@@ -895,3 +895,92 @@ def test_transcript_answers_have_the_real_shape(name, tmp_path):
 def test_transcript_answers_are_reproduced_byte_for_byte(name, tmp_path):
     expected, actual = replay(name, tmp_path)
     assert actual == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Heartbeats: Lean's maxHeartbeats, with the cost model as the work done
+# ---------------------------------------------------------------------------------------------
+
+#: Lean's text (throwMaxHeartbeat, src/Lean/CoreM.lean, as Lean 4.2x-4.33 render it).
+HEARTBEAT_ERROR = (
+    "(deterministic) timeout at `whnf`, maximum number of heartbeats ({}) has been reached\n\n"
+    "Note: Use `set_option maxHeartbeats <num>` to set the limit.\n\n"
+    "Hint: Additional diagnostic information may be available using the `set_option "
+    "diagnostics true` command."
+)
+SLOW_THEOREM = "theorem slow : True := by\n  #fake_sleep 5\n  trivial"
+
+
+def test_command_over_max_heartbeats_stops_with_leans_exact_error(start):
+    repl = start("--heartbeat-rate", "1000")
+    limit = {"setOptions": [[["maxHeartbeats"], 300]]}
+    assert repl.request({"cmd": "def a := 1", **limit}) == {"env": 0}
+    elapsed, answer = repl.timed({"cmd": f"{SLOW_THEOREM}\ndef b := a + 1", "env": 0})
+    assert answer["messages"] == [
+        {
+            "severity": "error",
+            "pos": {"line": 1, "column": 0},
+            "endPos": {"line": 3, "column": 9},
+            "data": HEARTBEAT_ERROR.format(300),
+        }
+    ]
+    assert answer["env"] == 1  # the env is returned, as Lean does
+    assert 0.25 <= elapsed < 2.0  # stopped at 300 / 1000 s, not after the 5 s of work
+    after = repl.request({"cmd": "#check slow\n#eval b", "env": 1})
+    assert messages(after)[0] == ("error", "Unknown identifier `slow`")  # the theorem is not in
+    assert messages(after)[1] == ("info", "2")  # the command after it ran
+
+
+def test_set_option_in_wins_for_its_declaration_and_set_option_for_later_ones(start):
+    repl = start("--heartbeat-rate", "1000")
+    tight = {"setOptions": [[["maxHeartbeats"], 100]]}
+    repl.request({"cmd": "def a := 1", **tight})
+    inner = "theorem slow : True := by\n  #fake_sleep 0.3\n  trivial"
+    answer = repl.request({"cmd": f"set_option maxHeartbeats 1000 in\n{inner}", "env": 0})
+    assert "messages" not in answer
+    stopped = repl.request({"cmd": inner.replace("slow", "slow2"), "env": 0})
+    assert messages(stopped) == [("error", HEARTBEAT_ERROR.format(100))]
+    raised = repl.request({"cmd": "set_option maxHeartbeats 0", "env": 0})  # 0: no limit
+    assert "messages" not in repl.request({"cmd": inner, "env": raised["env"]})
+
+
+def test_fork_set_options_only_apply_to_a_command_without_env(start):
+    repl = start("--heartbeat-rate", "1000")
+    repl.request({"cmd": "def a := 1"})
+    ignored = {"setOptions": [[["maxHeartbeats"], 100]]}
+    quick = "theorem q : True := by\n  #fake_sleep 0.3\n  trivial"
+    assert "messages" not in repl.request({"cmd": quick, "env": 0, **ignored})
+    # With incrementality, a header seen before keeps the options it was first elaborated with.
+    first = {"cmd": "import Lean\ndef a := 1", "incrementality": True}
+    repl.request(first)
+    again = repl.request({**first, "cmd": f"import Lean\n{quick}", **ignored})
+    assert "messages" not in again
+
+
+def test_upstream_ignores_set_options_but_honours_set_option(start):
+    repl = start("--heartbeat-rate", "1000", "--flavor", "upstream")
+    quick = "theorem q : True := by\n  #fake_sleep 0.3\n  trivial"
+    assert "messages" not in repl.request({"cmd": quick, "setOptions": [[["maxHeartbeats"], 100]]})
+    limited = repl.request({"cmd": "set_option maxHeartbeats 100"})
+    stopped = repl.request({"cmd": quick.replace("q", "r"), "env": limited["env"]})
+    assert messages(stopped) == [("error", HEARTBEAT_ERROR.format(100))]
+
+
+def test_heartbeat_error_follows_the_diagnostics_and_module_name_options(start):
+    repl = start("--heartbeat-rate", "1000")
+    base = repl.request({"cmd": "set_option maxHeartbeats 100\nset_option diagnostics true"})
+    plain = repl.request({"cmd": SLOW_THEOREM, "env": base["env"]})
+    assert messages(plain) == [("error", HEARTBEAT_ERROR.format(100).split("\n\nHint")[0])]
+    quiet = repl.request({"cmd": "set_option debug.moduleNameAtTimeout false", "env": 0})
+    bare = repl.request({"cmd": SLOW_THEOREM, "env": quiet["env"]})
+    assert messages(bare)[0][1].startswith("(deterministic) timeout, maximum number of heartbeats")
+
+
+def test_hang_stops_at_leans_default_limit_and_without_a_rate_heartbeats_are_not_counted(start):
+    repl = start("--heartbeat-rate", "400000")  # Lean's default 200000 in half a second
+    hang = "theorem h : True := by\n  #fake_hang\n  trivial"
+    assert messages(repl.request({"cmd": hang})) == [("error", HEARTBEAT_ERROR.format(200000))]
+    uncounted = start()
+    uncounted.request({"cmd": "set_option maxHeartbeats 1"})
+    elapsed, answer = uncounted.timed({"cmd": SLOW_THEOREM.replace("5", "0.3"), "env": 0})
+    assert "messages" not in answer and elapsed >= 0.25

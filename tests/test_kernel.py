@@ -7,7 +7,9 @@ runs the fake REPL with a request log, so each test can check what reached the R
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 
 import psutil
@@ -512,3 +514,88 @@ def test_first_cell_sets_up_lean_with_progress_in_place(start_kernel, tmp_path):
     assert first["transient"]["display_id"] == update["transient"]["display_id"]
     assert "uses Lean v4.19.0" in update["data"]["text/plain"]
     assert run.reply["ename"] == "ReplSetupError" and "elan" in run.reply["evalue"]
+
+
+def test_repl_killed_near_its_memory_limit_says_out_of_memory(start_kernel):
+    kernel, log = start_kernel(env={"LEAN_KERNEL_MEMORY_LIMIT_MB": "300"})
+    kernel.execute("def f := 8", "a")
+    assert kernel.execute("#fake_memory 250 1", "b", timeout=60).status == "ok"
+    (pid,) = log.pids()
+    msg_id = kernel.send("#fake_hang", "c")
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)  # as the system's out-of-memory killer does
+    run = kernel.collect(msg_id, timeout=30)
+    assert run.reply["ename"] == "MemoryError", run.plain
+    evalue = run.reply["evalue"]
+    assert "out of memory (last seen " in evalue and "MB)" in evalue, evalue
+    note = run.displays[0]["text/plain"]
+    assert "ran out of memory (last seen " in note and "replayed 2 cells" in note, note
+    assert kernel.execute("#eval f", "d").stdout == "8\n"
+
+
+# -- heartbeats: Lean's own limit before the timeout ----------------------------------------------
+
+HEARTBEAT_ENV = {
+    "LEAN_KERNEL_REPL_FLAVOR": "fork",
+    "LEAN_KERNEL_HEARTBEAT_RATE": "1000",
+    "LEAN_KERNEL_TIMEOUT": "1",
+}
+RUNAWAY = "theorem t : True := by\n  #fake_hang\n  trivial"
+
+
+def test_runaway_cell_stops_at_the_heartbeat_limit_and_the_repl_keeps_its_state(start_kernel):
+    kernel, own = start_kernel("--heartbeat-rate", "1000", env=HEARTBEAT_ENV)
+    kernel.execute("def f := 6", "a")
+    run = kernel.execute(RUNAWAY, "b")
+    assert run.status == "error" and run.reply["ename"] == "LeanError"
+    assert "maximum number of heartbeats (1000) has been reached" in run.plain
+    assert "the REPL kept its state, nothing was replayed" in run.plain
+    assert "REPL restarted" not in run.plain
+    assert kernel.execute("#eval f", "c").stdout == "6\n"
+    assert len(own.pids()) == 1
+
+
+def test_heartbeats_magic_sets_the_default_and_per_cell_limit(start_kernel):
+    kernel, own = start_kernel("--heartbeat-rate", "1000", env=HEARTBEAT_ENV)
+    shown = kernel.execute("%heartbeats", "a").plain
+    assert "auto: 1000 for 1 s (1000 per second)" in shown and "after 2.2 s" in shown
+    kernel.execute("def f := 1", "first")  # a document's first cell has no env to limit
+    slow = "theorem s : True := by\n  #fake_sleep 0.3\n  trivial"
+    cut = kernel.execute(f"%heartbeats 100\n{slow}", "b")
+    assert "maximum number of heartbeats (100)" in cut.plain
+    assert "Heartbeats per cell: 50" in kernel.execute("%heartbeats 50", "c").plain
+    assert "heartbeats (50)" in kernel.execute(slow.replace(" s ", " s2 "), "d").plain
+    kernel.execute("%heartbeats off", "e")
+    run = kernel.execute(RUNAWAY, "f")
+    assert run.reply["ename"] == "TimeoutError" and "REPL restarted" in run.plain
+    bad = kernel.execute("%heartbeats lots", "g")
+    assert bad.reply["ename"] == "UsageError" and "not a heartbeat limit" in bad.reply["evalue"]
+    # 100 for [b], 50 for [d] on it, then Lean's default back for the cell without a limit.
+    assert [c for c in own.commands() if "maxHeartbeats" in c][:3] == [
+        "set_option maxHeartbeats 100",
+        "set_option maxHeartbeats 50",
+        "set_option maxHeartbeats 200000",
+    ]
+
+
+def test_unknown_repl_flavour_keeps_the_timeout_only(start_kernel):
+    kernel, own = start_kernel("--heartbeat-rate", "1000", env={"LEAN_KERNEL_TIMEOUT": "1"})
+    assert "only the timeout applies" in kernel.execute("%heartbeats", "a").plain
+    kernel.execute("def f := 1", "b")
+    assert kernel.execute(RUNAWAY, "c").reply["ename"] == "TimeoutError"
+    assert not any("maxHeartbeats" in c for c in own.commands())
+
+
+def test_lean_batch_heartbeats_option_limits_each_command(start_kernel):
+    kernel, own = start_kernel("--heartbeat-rate", "1000", env=HEARTBEAT_ENV)
+    slow = "theorem s : True := by\n  #fake_sleep 0.3\n  trivial"
+    run = kernel.execute(
+        f"%%lean_batch --heartbeats 100 -o hb --progress none\n{slow}\n----\n#eval 1"
+    )
+    assert run.status == "ok", run.plain
+    item = kernel.execute("%batch hb 0", "b").plain
+    assert "hb #0: error" in item and "maximum number of heartbeats (100)" in item
+    assert "hb #1: ok" in kernel.execute("%batch hb 1", "c").plain
+    assert "set_option maxHeartbeats 100" in own.commands()
+    bad = kernel.execute("%%lean_batch --heartbeats lots\n#eval 1")
+    assert bad.reply["ename"] == "UsageError" and "not a heartbeat limit" in bad.reply["evalue"]

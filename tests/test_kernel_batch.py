@@ -300,3 +300,27 @@ def test_kernel_restart_closes_the_pool(jupyter_path, tmp_path):  # noqa: F811
     finally:
         kernel.close()
     assert not [pid for pid in own.pids() if wait_gone(pid)]
+
+
+# -- idle reaping --------------------------------------------------------------------------------
+
+
+def test_idle_pool_repls_are_reaped_and_batch_shows_it(jupyter_path, tmp_path):  # noqa: F811
+    own = RequestLog(tmp_path / "requests.jsonl")
+    env = {"LEAN_KERNEL_IDLE_TIMEOUT": "0.5"}
+    kernel = KernelSession(fake_args=["--log", str(own.path)], env=env)
+    try:
+        run, _ = batch(kernel, ["#eval 1\n-- first", "#eval 2\n-- first"], "-w 2")
+        assert table(run) == [(0, "ok"), (1, "ok")]
+        first = pids_running(own, "-- first")
+        assert first and not [pid for pid in first if wait_gone(pid)]  # ended while idle
+        listing = kernel.cell("%batch")
+        assert "idle limit 0.5 s" in listing.plain
+        assert listing.plain.count("reaped (idle)") == 2, listing.plain
+        again, _ = batch(kernel, ["#eval 3\n-- second", "#eval 4\n-- second"], "-w 2")
+        assert table(again) == [(0, "ok"), (1, "ok")]  # restarted on demand, nothing failed
+        second = pids_running(own, "-- second")
+        assert second and not second & first
+    finally:
+        kernel.close()
+    assert not [pid for pid in own.pids() if wait_gone(pid)]

@@ -336,3 +336,64 @@ def test_lean_status_shows_servers_pool_and_memory(shell, capsys):
 
 def test_magics_class_is_reusable(shell):
     assert isinstance(shell.magics_manager.registry["LeanMagics"], LeanMagics)
+
+
+# -- idle reaping --------------------------------------------------------------------------------
+
+
+def repl_pids(log) -> set[int]:
+    """The fake REPL processes that received requests (the log has one JSON line each)."""
+    return {json.loads(line)["pid"] for line in log.read_text().splitlines() if line}
+
+
+def ended(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid not in {p.pid for p in our_repl_processes()}:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_lean_config_idle_reaps_pool_repls_and_status_shows_it(shell, request_log, capsys):
+    run(shell, "%lean_config --idle 0.5")
+    assert "idle batch REPLs end after: 0.5 s" in capsys.readouterr().out
+    run(shell, batch_cell(["#eval 1", "#eval 2"], "-w 2 -o res --progress none"))
+    results = shell.user_ns["res"]
+    assert results.wait(10) and results.statuses == ["ok", "ok"], [str(i.error) for i in results]
+    first = repl_pids(request_log)
+    assert len(first) == 2 and all(ended(pid) for pid in first)
+    run(shell, "%lean_status")
+    out = capsys.readouterr().out
+    assert "idle limit 0.5 s" in out and out.count("reaped (idle)") == 2
+    run(shell, batch_cell(["#eval 3", "#eval 4"], "-o again --progress none"))
+    assert shell.user_ns["again"].wait(10) and shell.user_ns["again"].statuses == ["ok", "ok"]
+    assert repl_pids(request_log) - first  # started afresh on demand
+    run(shell, "%lean_config --idle none")
+    out = capsys.readouterr().out
+    assert "idle batch REPLs end after: never" in out and "new idle limit" in out
+    run(shell, batch_cell(["#eval 5"], "-o kept --progress none"))
+    assert shell.user_ns["kept"].wait(10)
+    assert session(shell)._pool.idle_timeout is None
+    with pytest.raises(UsageError, match="not a number of seconds"):
+        run(shell, "%lean_config --idle soon")
+
+
+def test_idle_limit_comes_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("LEAN_KERNEL_REPL", fake_repl_command())
+    monkeypatch.setenv("LEAN_KERNEL_IDLE_TIMEOUT", "90s")
+    shell = InteractiveShell.instance()
+    run(shell, "%load_ext lean_kernel")
+    try:
+        assert session(shell).settings.idle_timeout == 90
+        run(shell, "%lean_config")
+        assert "idle batch REPLs end after: 90 s" in capsys.readouterr().out
+    finally:
+        run(shell, "%unload_ext lean_kernel")
+    monkeypatch.setenv("LEAN_KERNEL_IDLE_TIMEOUT", "a while")
+    run(shell, "%load_ext lean_kernel")
+    try:
+        assert "LEAN_KERNEL_IDLE_TIMEOUT" in capsys.readouterr().out  # reported, not fatal
+        assert session(shell).settings.idle_timeout == 600  # the default
+    finally:
+        run(shell, "%unload_ext lean_kernel")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
@@ -9,7 +11,13 @@ import time
 import pytest
 from conftest import fake_repl_command, read_log
 
-from lean_kernel import LeanREPLConfig, ReplCancelledError, ReplTimeoutError
+from lean_kernel import (
+    LeanREPLConfig,
+    ReplCancelledError,
+    ReplCrashedError,
+    ReplMemoryError,
+    ReplTimeoutError,
+)
 from lean_kernel.notebook import (
     ImportPlacementError,
     Notebook,
@@ -373,3 +381,135 @@ def test_a_second_cancel_stops_the_replay_and_the_next_run_finishes_it(notebook)
     cancel.clear()
     again = notebook.run("#eval f", cell_id="c")
     assert outputs(again) == ["5"] and again.rechecks[0].kind == "replay"
+
+
+# -- the restart note names the true cause ----------------------------------------------------
+
+
+def _kill_between_cells(notebook) -> None:
+    """SIGKILL the idle REPL from outside, and wait until it is gone."""
+    os.kill(notebook.server.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while notebook.server.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_restart_note_names_a_repl_killed_between_cells_not_an_earlier_crash(notebook):
+    notebook.run("def secret := 41", cell_id="a", label="[1]")
+    crashed = notebook.run("#fake_crash", cell_id="b", label="[2]")
+    assert "[2] crashed the REPL" in crashed.replay.summary()
+    _kill_between_cells(notebook)
+    run = notebook.run("#eval secret + 1", cell_id="c", label="[3]")
+    assert outputs(run) == ["42"]
+    (replay,) = run.rechecks
+    summary = replay.summary()
+    assert replay.kind == "replay" and "replayed 1 cell [1]" in summary
+    assert "died between cells (signal 9, SIGKILL)" in summary
+    assert "crashed" not in summary and "[2]" not in summary
+
+
+def test_interrupt_note_names_the_interrupted_cell_only_for_that_restart(notebook):
+    notebook.run("def f := 3", cell_id="a", label="[1]")
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    interrupted = notebook.run("#fake_hang", cell_id="b", label="[2]", cancel=cancel)
+    assert "REPL restarted because [2] was interrupted" in interrupted.replay.summary()
+    _kill_between_cells(notebook)
+    run = notebook.run("#eval f", cell_id="c", label="[3]")
+    assert outputs(run) == ["3"]
+    summary = run.rechecks[0].summary()
+    assert "died between cells (signal 9" in summary and "interrupted" not in summary
+    assert notebook.restart().summary().startswith("REPL restarted; replayed")
+
+
+def test_stopped_repl_note_says_so(notebook):
+    notebook.run("def f := 7", cell_id="a", label="[1]")
+    notebook.run("#fake_crash", cell_id="b", label="[2]")
+    notebook.server.kill()
+    summary = notebook.run("#eval f", cell_id="c").rechecks[0].summary()
+    assert "its process had been stopped" in summary and "[2]" not in summary
+
+
+def test_repl_killed_near_its_memory_limit_reads_as_out_of_memory(fake_config):
+    with Notebook(fake_config, max_process_memory=300) as notebook:
+        notebook.run("def f := 1", cell_id="a", label="[1]")
+        notebook.run("#fake_memory 250 1", cell_id="b", label="[2]", timeout=30)
+        pid = notebook.server.pid
+        threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+        run = notebook.run("#fake_hang", cell_id="c", label="[3]", timeout=30)
+        assert isinstance(run.error, ReplMemoryError) and run.error.by_system
+        assert "[3] ran out of memory (last seen " in run.replay.summary()
+        assert notebook.cells[2].failure.startswith("ran out of memory (last seen ")
+        assert notebook.status(notebook.cells[2]) == "failed"
+
+
+def test_repl_killed_with_little_memory_reads_as_a_crash(notebook):
+    notebook.run("#fake_sleep 0.5", cell_id="a", label="[1]")
+    pid = notebook.server.pid
+    threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+    run = notebook.run("#fake_hang", cell_id="b", label="[2]", timeout=30)
+    assert type(run.error) is ReplCrashedError
+    summary = run.replay.summary()
+    assert "[2] crashed the REPL (signal 9, SIGKILL)" in summary
+    assert "memory" not in summary
+
+
+# -- heartbeats: a runaway cell stops as a Lean error, the REPL keeps the document ---------------
+
+RUNAWAY = "theorem runaway : True := by\n  #fake_hang\n  trivial"
+
+
+def heartbeat_notebook(request_log, *flags: str, **kwargs) -> Notebook:
+    """The fork, burning 1000 heartbeats a second (a config that knows it), with ``flags``."""
+    command = fake_repl_command("--log", str(request_log), "--heartbeat-rate", "1000", *flags)
+    config = LeanREPLConfig(repl_command=command, repl_flavor="fork", heartbeat_rate=1000)
+    return Notebook(config, **kwargs)
+
+
+def test_cell_over_its_heartbeat_limit_is_a_lean_error_and_nothing_is_replayed(request_log):
+    with heartbeat_notebook(request_log, "--import-cost", "0.5", timeout=2) as notebook:
+        notebook.run("import Mathlib\ndef a := 1", cell_id="imports")
+        notebook.run("def b := a + 1", cell_id="b")
+        process = (notebook.server.pid, notebook.server.generation)
+        run = notebook.run(RUNAWAY, cell_id="runaway", label="[3]")
+        assert run.error is None and run.replay is None and run.has_errors
+        (message,) = run.response.messages
+        assert message.severity == "error"
+        assert message.data.startswith(
+            "(deterministic) timeout at `whnf`, maximum number of heartbeats (2000)"
+        )
+        assert (notebook.server.pid, notebook.server.generation) == process
+        assert [notebook.status(c) for c in notebook.cells] == ["ok", "ok", "error"]
+        assert outputs(notebook.run("#eval b", cell_id="after")) == ["2"]
+    imports = [c for c in commands(request_log) if c.startswith("import")]
+    assert len(imports) == 1  # the header was never elaborated again
+
+
+def test_heartbeats_off_falls_back_to_kill_and_replay(request_log):
+    with heartbeat_notebook(request_log, timeout=0.5, heartbeats="off") as notebook:
+        notebook.run("def a := 1", cell_id="a")
+        generation = notebook.server.generation
+        run = notebook.run(RUNAWAY, cell_id="runaway", label="[2]")
+        assert isinstance(run.error, ReplTimeoutError) and run.response is None
+        assert run.replay is not None and "[2] timed out after 0.5 s" in run.replay.summary()
+        assert notebook.server.generation == generation + 1
+        assert outputs(notebook.run("#eval a", cell_id="after")) == ["1"]
+    assert not any("maxHeartbeats" in c for c in commands(request_log))
+
+
+def test_a_cells_own_heartbeats_win_and_a_stopped_cell_is_not_served_from_the_cache(
+    request_log,
+):
+    slow = "theorem slow : True := by\n  #fake_sleep 0.4\n  trivial"
+    with heartbeat_notebook(request_log, heartbeats=100) as notebook:
+        notebook.run("def a := 1", cell_id="a")
+        stopped = notebook.run(slow, cell_id="slow")
+        assert stopped.response.messages[0].data.startswith("(deterministic) timeout")
+        again = notebook.run(slow, cell_id="slow", heartbeats=5000)
+        assert not again.cached and not again.has_errors
+        assert notebook.run(slow, cell_id="slow", heartbeats=5000).cached
+        assert notebook.heartbeats == 100
+        notebook.heartbeats = "off"
+        assert notebook.heartbeats == "off"
+        with pytest.raises(ValueError, match="not a heartbeat limit"):
+            notebook.heartbeats = "plenty"

@@ -317,3 +317,145 @@ def test_closed_pool_refuses_work(request_log):
     pool.close()
     with pytest.raises(RuntimeError, match="closed"):
         pool.run_batch(["#eval 1"])
+
+
+# -- idle reaping --------------------------------------------------------------------------------
+
+
+def gone(pid: int, timeout: float = 5.0) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def wait_until_reaped(pool: LeanServerPool, timeout: float = 5.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = pool.status()["workers"]
+        if all(w["repl"] == "reaped" for w in workers):
+            return workers
+        time.sleep(0.05)
+    return pool.status()["workers"]
+
+
+def test_idle_repls_are_reaped_and_restart_on_demand(request_log):
+    with LeanServerPool(config(request_log), num_workers=2, idle_timeout=0.5) as pool:
+        assert pool.run_batch(theorems(6)).results.statuses == ["ok"] * 6
+        first = {e["pid"] for e in log_entries(request_log)}
+        assert len(first) == 2
+        workers = wait_until_reaped(pool)
+        assert [w["repl"] for w in workers] == ["reaped", "reaped"]
+        assert all(gone(pid) for pid in first)  # the processes ended: their memory is free
+        assert our_repl_processes() == []
+        for worker in workers:
+            assert worker["pid"] is None and worker["memory_mb"] == 0.0
+            assert worker["headers"] == 0 and worker["idle_s"] >= 0.5 and not worker["busy"]
+        assert pool.status()["idle_timeout"] == 0.5
+        seen = len(log_entries(request_log))
+        again = pool.run_batch(theorems(6))
+        assert again.results.statuses == ["ok"] * 6
+        assert [r.messages[-1].data for r in again] == [str(i) for i in range(6)]
+        later = log_entries(request_log)[seen:]
+        assert {e["pid"] for e in later}.isdisjoint(first)  # fresh REPLs...
+        assert any(e["request"].get("cmd") == "import Mathlib\n" for e in later)  # ...warmed up
+        assert all(w["repl"] in ("running", "reaped") for w in pool.status()["workers"])
+
+
+def test_busy_worker_is_never_reaped_even_past_the_idle_limit(request_log):
+    with LeanServerPool(config(request_log), num_workers=1, idle_timeout=0.3) as pool:
+        batch = pool.submit_batch(["#fake_sleep 1.5\n#eval 1"])
+        single = ThreadPoolExecutor(1).submit(
+            pool.run, Command(cmd="#fake_sleep 1.5\n#eval 2"), add_to_session_cache=False
+        )
+        for _ in range(2):  # the batch's command, then the single request's
+            time.sleep(1.0)  # well past the idle limit, mid-command
+            (worker,) = pool.status()["workers"]
+            assert worker["repl"] == "running" and worker["idle_s"] is None, worker
+            assert worker["pid"] in {e["pid"] for e in log_entries(request_log)}
+        results = batch.result(timeout=10)
+        assert results.statuses == ["ok"] and results[0].response.messages[0].data == "1"
+        assert single.result(timeout=10).messages[0].data == "2"
+        assert len({e["pid"] for e in log_entries(request_log)}) == 1
+        assert pool.status()["workers"][0]["restarts"] == 0
+
+
+def test_reaping_racing_checkouts_never_fails_an_item(request_log):
+    with LeanServerPool(config(request_log), num_workers=2, idle_timeout=0.05) as pool:
+        kept = pool.run(Command(cmd="def k := 41"))
+        for round_ in range(15):
+            time.sleep((round_ % 4) * 0.03)  # around the limit: some checkouts meet the reaper
+            results = pool.run_batch([*theorems(3), Command(cmd="#eval k + 1", env=kept.env)])
+            assert results.results.statuses == ["ok"] * 4, results.results.statuses
+            assert results[3].messages[0].data == "42"
+        reaps = sum(w["reaps"] for w in wait_until_reaped(pool))
+    assert reaps >= 2
+    assert len({e["pid"] for e in log_entries(request_log)}) > 2
+
+
+def test_process_pool_workers_reap_their_idle_repls(request_log):
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as executor:
+        cfg = config(request_log)
+        with LeanServerPool(cfg, num_workers=1, executor=executor, idle_timeout=0.5) as pool:
+            assert pool.run_batch(theorems(3)).results.statuses == ["ok"] * 3
+            first = {e["pid"] for e in log_entries(request_log)}
+            assert first and all(gone(pid) for pid in first)  # while the executor lives on
+            assert our_repl_processes() == []
+            seen = len(log_entries(request_log))
+            assert pool.run_batch(theorems(3)).results.statuses == ["ok"] * 3
+            assert {e["pid"] for e in log_entries(request_log)[seen:]}.isdisjoint(first)
+
+
+def test_idle_limit_defaults_to_ten_minutes_and_refuses_nonsense(request_log):
+    with LeanServerPool(config(request_log), num_workers=1) as pool:
+        assert pool.idle_timeout == 600 and pool.status()["idle_timeout"] == 600
+    with LeanServerPool(config(request_log), num_workers=1, idle_timeout=0) as pool:
+        assert pool.idle_timeout is None
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        LeanServerPool(config(request_log), num_workers=1, idle_timeout=-5)
+
+
+# -- heartbeats: Lean's limit per command, before the wall clock ---------------------------------
+
+
+def heartbeat_pool_config(log, *flags: str) -> LeanREPLConfig:
+    """The fork, burning 1000 heartbeats a second, and a config that knows that rate."""
+    return config(log, "--heartbeat-rate", "1000", *flags, repl_flavor="fork", heartbeat_rate=1000)
+
+
+def test_item_over_its_heartbeat_limit_is_an_error_and_over_the_wall_clock_a_timeout(request_log):
+    commands = theorems(4)
+    commands[1] = HEADER + "theorem slow : True := by\n  #fake_hang\n  trivial"  # Lean stops it
+    commands[2] = HEADER + "#fake_hang"  # outside any declaration: only the wall clock stops it
+    cfg = heartbeat_pool_config(request_log, "--import-cost", "0.2")
+    with LeanServerPool(cfg, num_workers=1) as pool:
+        responses = pool.run_batch(commands, timeout_per_cmd=0.5)
+    assert responses.results.statuses == ["ok", "error", "timeout", "ok"]
+    assert (
+        responses[1]
+        .messages[0]
+        .data.startswith(
+            "(deterministic) timeout at `whnf`, maximum number of heartbeats (500) has been reached"
+        )
+    )
+    assert isinstance(responses[2], ReplTimeoutError)
+    # The header was elaborated again only after the wall-clock kill, not after Lean's stop.
+    assert len(requests_for(request_log, "import Mathlib\n")) == 2
+
+
+def test_batch_heartbeats_argument_sets_the_limit_per_command(request_log):
+    slow = HEADER + "theorem slow : True := by\n  #fake_sleep 0.4\n  trivial"
+    with LeanServerPool(heartbeat_pool_config(request_log), num_workers=1) as pool:
+        cut = pool.run_batch([slow], heartbeats=100)
+        passed = pool.run_batch([slow], heartbeats="off", timeout_per_cmd=30)
+        with pytest.raises(ValueError, match="not a heartbeat limit"):
+            pool.submit_batch([slow], heartbeats="many")
+    assert cut.results.statuses == ["error"] and passed.results.statuses == ["ok"]
+    assert "heartbeats (100)" in cut[0].messages[0].data

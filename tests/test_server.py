@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +33,14 @@ from lean_kernel import (
     ReplTimeoutError,
     StaleStateError,
 )
+from lean_kernel.engine.heartbeats import (
+    backstop,
+    heartbeat_limit,
+    heartbeat_stop,
+    parse_heartbeats,
+)
+from lean_kernel.engine.memory import describe_memory
+from lean_kernel.engine.outcome import status_of_exception
 
 pytestmark = pytest.mark.usefixtures("no_repl_left_behind")
 
@@ -330,3 +340,229 @@ def test_facade_runs_leaninteract_code_unchanged(monkeypatch):
         assert isinstance(response, LIResponse) and response.env == 0
     finally:
         server.close()
+
+
+# -- restarts: why, kept states, out of memory -------------------------------------------------
+
+
+def _kill_repl_after(server, seconds: float) -> threading.Timer:
+    """SIGKILL the server's REPL from outside after ``seconds`` (as the OOM killer would)."""
+    pid = server.pid
+    timer = threading.Timer(seconds, os.kill, (pid, signal.SIGKILL))
+    timer.start()
+    return timer
+
+
+def _wait_dead(server, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while server.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_last_restart_says_why_and_which_process_it_started(auto):
+    assert auto.last_restart is None
+    with pytest.raises(ReplCrashedError):
+        auto.run(Command(cmd="#fake_crash 3"))
+    crash = auto.last_restart
+    assert crash.kind == "request" and crash.exit_code == 3
+    assert isinstance(crash.error, ReplCrashedError) and crash.generation == auto.generation
+    os.kill(auto.pid, signal.SIGKILL)  # dies between requests
+    _wait_dead(auto)
+    assert auto.run(Command(cmd="#eval 1")).messages[0].data == "1"
+    died = auto.last_restart
+    assert died.kind == "exited" and died.exit_code == -signal.SIGKILL
+    assert died.signal_name == "SIGKILL" and died.generation == auto.generation
+    auto.restart()
+    assert auto.last_restart.kind == "requested" and auto.restart_count == 3
+
+
+def test_kept_states_survive_an_explicit_restart(auto, request_log):
+    kept = auto.run(Command(cmd="def kept := 41"), add_to_session_cache=True)
+    theorem = auto.run(
+        Command(cmd="theorem t (x : Nat) : x = x := by sorry"), add_to_session_cache=True
+    )
+    plain = auto.run(Command(cmd="def plain := 1"))
+    old_pid = auto.pid
+    auto.restart()
+    assert auto.pid != old_pid and auto.restart_count == 1
+    sent = [r.get("cmd") for r in read_log(request_log)]
+    assert sent.count("def kept := 41") == 2, "replayed by the restart, before any request"
+    assert auto.run(Command(cmd="#eval kept + 1", env=kept.env)).messages[0].data == "42"
+    step = auto.run(ProofStep(proof_state=theorem.sorries[0].proof_state, tactic="rfl"))
+    assert step.proof_status == "Completed"
+    with pytest.raises(StaleStateError, match="replaced"):
+        auto.run(Command(cmd="#eval plain", env=plain.env))
+
+
+def test_repl_killed_near_its_memory_limit_is_reported_out_of_memory(fake_config):
+    with AutoLeanServer(fake_config, max_process_memory=300) as auto:
+        auto.run(Command(cmd="#fake_memory 250 1"), timeout=30)  # sampled while it grows
+        _kill_repl_after(auto, 0.5)
+        with pytest.raises(ReplMemoryError) as caught:
+            auto.run(Command(cmd="#fake_hang"), timeout=30)
+        err = caught.value
+        assert err.by_system and err.exit_code == -signal.SIGKILL
+        assert err.last_seen_mb is not None and 200 < err.last_seen_mb < 300
+        assert "out of memory" in str(err) and describe_memory(err.last_seen_mb) in str(err)
+        assert "max_process_memory" in str(err), "names the ceiling it was near"
+        assert status_of_exception(err) == "crashed"
+        assert auto.last_restart.last_seen_mb == err.last_seen_mb
+        assert auto.run(Command(cmd="#eval 2")).messages[0].data == "2"
+
+
+def test_repl_killed_with_little_memory_is_still_a_crash(fake_config):
+    with AutoLeanServer(fake_config, max_process_memory=300) as auto:
+        auto.run(Command(cmd="#fake_sleep 0.5"))  # sampled, small
+        _kill_repl_after(auto, 0.5)
+        with pytest.raises(ReplCrashedError) as caught:
+            auto.run(Command(cmd="#fake_hang"), timeout=30)
+        assert not isinstance(caught.value, ReplMemoryError)
+        assert caught.value.exit_code == -signal.SIGKILL
+        assert "out of memory" not in str(caught.value)
+        assert status_of_exception(caught.value) == "crashed"
+
+
+# -- heartbeats: Lean's own limit before the wall clock ------------------------------------------
+
+RUNAWAY = "theorem runaway : True := by\n  #fake_hang\n  trivial"
+
+
+def heartbeat_config(request_log, flavor: str = "fork", **kwargs) -> LeanREPLConfig:
+    """A REPL burning 1000 heartbeats a second, and a config that knows that rate."""
+    command = fake_repl_command(
+        "--log", str(request_log), "--heartbeat-rate", "1000", "--flavor", flavor
+    )
+    return LeanREPLConfig(repl_command=command, repl_flavor=flavor, heartbeat_rate=1000, **kwargs)
+
+
+@pytest.mark.parametrize("flavor", ["fork", "upstream"])
+def test_heartbeat_limit_stops_a_runaway_command_and_the_repl_keeps_its_envs(request_log, flavor):
+    with AutoLeanServer(heartbeat_config(request_log, flavor)) as auto:
+        base = auto.run(Command(cmd="def a := 1"))
+        pid, generation = auto.pid, auto.generation
+        response = auto.run(Command(cmd=RUNAWAY, env=base.env), timeout=30, heartbeats=500)
+        assert [(m.severity, m.data.splitlines()[0]) for m in response.messages] == [
+            (
+                "error",
+                "(deterministic) timeout at `whnf`, maximum number of heartbeats (500) has been "
+                "reached",
+            )
+        ]
+        assert heartbeat_stop(response) == 500
+        assert (auto.pid, auto.generation, auto.restart_count) == (pid, generation, 0)
+        assert [m.data for m in auto.run(Command(cmd="#eval a", env=base.env)).messages] == ["1"]
+
+
+def test_auto_heartbeats_come_from_the_timeout_and_stop_the_command_before_it(request_log):
+    with AutoLeanServer(heartbeat_config(request_log)) as auto:
+        base = auto.run(Command(cmd="def a := 1"))
+        response = auto.run(Command(cmd=RUNAWAY, env=base.env), timeout=1.0)
+        assert heartbeat_stop(response) == 1000  # 1 s at 1000 per second
+        assert auto.restart_count == 0
+        limits = [r for r in read_log(request_log) if "maxHeartbeats" in r.get("cmd", "")]
+        assert limits == [{"cmd": "set_option maxHeartbeats 1000", "env": 0}]
+
+
+@pytest.mark.parametrize("setup", ["heartbeats off", "unknown flavour"])
+def test_without_heartbeats_a_runaway_command_is_killed_and_replayed(request_log, setup):
+    if setup == "heartbeats off":
+        config = heartbeat_config(request_log, heartbeats="off")
+    else:
+        command = fake_repl_command("--log", str(request_log), "--heartbeat-rate", "1000")
+        config = LeanREPLConfig(repl_command=command)
+    with AutoLeanServer(config) as auto:
+        base = auto.run(Command(cmd="def a := 1"), add_to_session_cache=True)
+        generation = auto.generation
+        with pytest.raises(ReplTimeoutError, match="did not answer within 0.5 s"):
+            auto.run(Command(cmd=RUNAWAY, env=base.env), timeout=0.5)
+        assert (auto.generation, auto.restart_count) == (generation + 1, 1)
+        assert [m.data for m in auto.run(Command(cmd="#eval a", env=base.env)).messages] == ["1"]
+    assert not any("maxHeartbeats" in r.get("cmd", "") for r in read_log(request_log))
+
+
+def test_wall_clock_backstop_waits_a_little_longer_and_keeps_its_wording(request_log):
+    with LeanServer(heartbeat_config(request_log)) as server:
+        base = server.run(Command(cmd="def a := 1"))
+        # Work outside any declaration burns no heartbeats: only the wall clock stops it.
+        with pytest.raises(ReplTimeoutError, match="did not answer within 1.6 s") as caught:
+            server.run(Command(cmd="#fake_hang", env=base.env), timeout=0.5)
+        assert caught.value.timeout == pytest.approx(0.5 * 1.2 + 1)
+        assert not server.is_alive()
+
+
+def test_users_own_max_heartbeats_wins_over_the_limit(request_log):
+    slow = "theorem slow : True := by\n  #fake_sleep 0.5\n  trivial"
+    with LeanServer(heartbeat_config(request_log)) as server:
+        base = server.run(Command(cmd="def a := 1"))
+        cut = server.run(Command(cmd=slow, env=base.env), heartbeats=100)
+        assert heartbeat_stop(cut) == 100
+        raised_in = f"set_option maxHeartbeats 5000 in\n{slow}"  # for its declaration
+        assert not server.run(Command(cmd=raised_in, env=base.env), heartbeats=100).messages
+        # A top-level one holds for the rest of its command and every env built on it.
+        own = server.run(Command(cmd="set_option maxHeartbeats 5000", env=base.env), heartbeats=100)
+        later = server.run(Command(cmd=slow, env=own.env), heartbeats=100)
+        assert not later.messages
+        after = server.run(Command(cmd="#eval a", env=later.env), heartbeats=100)
+        assert [m.data for m in after.messages] == ["1"]
+    limited = [r["env"] for r in read_log(request_log) if "maxHeartbeats 100" in r.get("cmd", "")]
+    assert limited == [base.env]  # made once for the parent, never on the user's own envs
+
+
+def test_limited_env_is_made_once_per_parent_and_limit(request_log):
+    with LeanServer(heartbeat_config(request_log)) as server:
+        base = server.run(Command(cmd="def a := 1"))
+        for text in ("#eval a", "#eval a + 1", "#eval a"):
+            server.run(Command(cmd=text, env=base.env), heartbeats=400)
+        server.run(Command(cmd="#eval a", env=base.env), heartbeats=800)
+        server.run(Command(cmd="def b := 2"), heartbeats=400)  # no env: nothing to limit
+        with pytest.raises(ValueError, match="not a heartbeat limit"):
+            server.run(Command(cmd="#eval a", env=base.env), heartbeats="lots")
+    limits = [r for r in read_log(request_log) if "maxHeartbeats" in r.get("cmd", "")]
+    assert limits == [
+        {"cmd": "set_option maxHeartbeats 400", "env": 0},
+        {"cmd": "set_option maxHeartbeats 800", "env": 0},
+    ]
+
+
+def test_a_chain_of_commands_pays_one_limit_and_off_gets_leans_default_back(request_log):
+    with LeanServer(heartbeat_config(request_log)) as server:
+        env = server.run(Command(cmd="def a := 1")).env
+        for i in range(3):  # each builds on the last: the limit is inherited, set once
+            env = server.run(Command(cmd=f"def b{i} := a", env=env), heartbeats=400).env
+        slow = "theorem slow : True := by\n  #fake_sleep 0.6\n  trivial"  # 600 heartbeats
+        assert heartbeat_stop(server.run(Command(cmd=slow, env=env), heartbeats=400)) == 400
+        assert not server.run(Command(cmd=slow, env=env), heartbeats="off").messages
+    limits = [r["cmd"] for r in read_log(request_log) if "maxHeartbeats" in r.get("cmd", "")]
+    assert limits == ["set_option maxHeartbeats 400", "set_option maxHeartbeats 200000"]
+
+
+def test_heartbeat_settings_limits_and_which_limit_fired():
+    assert [parse_heartbeats(v) for v in ("auto", "OFF", "none", " 400000 ", 7)] == [
+        "auto",
+        "off",
+        "off",
+        400000,
+        7,
+    ]
+    for bad in ("0", "-3", "1.5", "lots", True):
+        with pytest.raises(ValueError, match="not a heartbeat limit"):
+            parse_heartbeats(bad)
+    assert heartbeat_limit("auto", 60, 5000) == 300000
+    assert heartbeat_limit("auto", None, 5000) is None and heartbeat_limit("off", 60, 5) is None
+    assert heartbeat_limit(1234, None, 5000) == 1234
+    assert backstop(10) == pytest.approx(13) and backstop(None) is None
+
+    def answer(data: str) -> CommandResponse:
+        message = {"severity": "error", "pos": {"line": 1, "column": 0}, "data": data}
+        return CommandResponse.model_validate({"env": 0, "messages": [message]})
+
+    note = "\n\nNote: Use `set_option maxHeartbeats <num>` to set the limit."
+    stop = "(deterministic) timeout at `whnf`, maximum number of heartbeats (800) has been reached"
+    assert heartbeat_stop(answer(stop + note)) == 800
+    nested = "Tactic `simp` failed with a nested error:\n" + stop + note
+    assert heartbeat_stop(answer(nested)) == 800
+    typeclass = (
+        stop.replace("800", "20000") + "\nUse `set_option synthInstance.maxHeartbeats <num>`"
+    )
+    assert heartbeat_stop(answer(typeclass)) is None  # another limit
+    assert heartbeat_stop(answer("unknown identifier 'x'")) is None

@@ -1,8 +1,9 @@
 """The ``%%lean_batch`` magic's arguments, and the commands of its cell body.
 
 Shared by the IPython extension and the Lean kernel, so both read
-``%%lean_batch [-w WORKERS] [-t TIMEOUT] [--header CODE] [-o VAR] [--sep LINE] [-i VAR]
-[--progress MODE]`` the same way and cut the body at the same separator lines.
+``%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o VAR]
+[--sep LINE] [-i VAR] [--progress MODE]`` the same way and cut the body at the same separator
+lines.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lean_kernel.engine.heartbeats import HeartbeatSetting, parse_heartbeats
 from lean_kernel.engine.settings import parse_seconds
 
 __all__ = [
@@ -34,8 +36,8 @@ DEFAULT_OUTPUT = "lean_results"
 PROGRESS_MODES = ("auto", "widget", "text", "none")
 
 USAGE = (
-    "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--header CODE] [-o VAR] [--sep LINE] [-i VAR] "
-    "[--progress auto|widget|text|none]"
+    "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o VAR] "
+    "[--sep LINE] [-i VAR] [--progress auto|widget|text|none]"
 )
 
 
@@ -50,6 +52,8 @@ class BatchArgs:
     workers: int | None = None
     #: seconds per command; ``math.inf``: no limit; None: the session's default
     timeout: float | None = None
+    #: Lean's maxHeartbeats per command (``auto``: from the timeout); None: the session's
+    heartbeats: HeartbeatSetting | None = None
     header: str | None = None
     output: str = DEFAULT_OUTPUT
     separator: str = DEFAULT_SEPARATOR
@@ -71,10 +75,19 @@ def _timeout(text: str) -> float:
     return math.inf if value is None else value
 
 
+def _heartbeats(text: str) -> HeartbeatSetting:
+    """Lean's heartbeat limit per command: a number, ``auto`` or ``off``."""
+    try:
+        return parse_heartbeats(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _parser(usage: str) -> _Parser:
     parser = _Parser(prog="%%lean_batch", add_help=False, usage=usage)
     parser.add_argument("-w", "--workers", type=int)
     parser.add_argument("-t", "--timeout", type=_timeout)
+    parser.add_argument("--heartbeats", type=_heartbeats)
     parser.add_argument("--header")
     parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT)
     parser.add_argument("--sep", "--separator", dest="separator", default=DEFAULT_SEPARATOR)
@@ -110,6 +123,7 @@ def parse_batch_args(line: str, usage: str = USAGE) -> BatchArgs:
     return BatchArgs(
         workers=args.workers,
         timeout=args.timeout,
+        heartbeats=args.heartbeats,
         header=header,
         output=args.output,
         separator=args.separator.strip(),

@@ -4,12 +4,15 @@ A dispatcher thread asks the ``Scheduler`` what each free worker should take, wr
 ``BatchJob`` and submits ``run_job`` to the executor; finished jobs free their worker, report
 their items to the batch's handle, and tell the scheduler which headers the worker now holds.
 Single requests (``LeanServerPool.run``) borrow a worker here too, ahead of batch work.
+Workers whose REPL was ended for being idle (``WorkerSet.idle_timeout``) hold no header any more:
+the scheduler is told so before it next chooses for them.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -26,7 +29,12 @@ from lean_kernel.batch.jobs import (
 )
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.batch.scheduler import Assignment, Scheduler
-from lean_kernel.batch.workers import WorkerSet, register_worker_set
+from lean_kernel.batch.workers import (
+    IDLE_TIMEOUT_OPTION,
+    Worker,
+    WorkerSet,
+    register_worker_set,
+)
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.protocol import BaseREPLQuery
 from lean_kernel.engine.sessioncache import ReplaySessionCache
@@ -49,13 +57,20 @@ class Dispatcher:
         session_cache: ReplaySessionCache,
         executor: concurrent.futures.Executor | None,
         max_chunk: int,
+        idle_timeout: float | None = None,
     ) -> None:
         self.pool_id = uuid.uuid4().hex
         self.config = config
         self.server_options = server_options
         self.workers = WorkerSet(
-            config, server_options, size=num_workers, session_cache=session_cache
+            config,
+            server_options,
+            size=num_workers,
+            session_cache=session_cache,
+            idle_timeout=idle_timeout,
         )
+        # What jobs carry: a remote process makes its worker set with the same idle limit.
+        self.job_options = {**server_options, IDLE_TIMEOUT_OPTION: self.workers.idle_timeout}
         self.own_executor = executor is None
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(
             num_workers, thread_name_prefix="lean-pool"
@@ -132,6 +147,7 @@ class Dispatcher:
         failed = []
         if self.run_waiters:
             return failed
+        self._forget_reaped_headers()
         for slot in self.scheduler.free_slots():
             assignment = self.scheduler.next_for(slot)
             if assignment is None:
@@ -144,7 +160,7 @@ class Dispatcher:
                 items=assignment.items,
                 header=assignment.header,
                 worker_hint=slot,
-                server_options=self.server_options,
+                server_options=self.job_options,
                 **self.timeouts[assignment.batch_id],
             )
             try:
@@ -180,7 +196,19 @@ class Dispatcher:
     # -- single runs ---------------------------------------------------------------------------
 
     def acquire_slot(self, request: BaseREPLQuery, cancel: threading.Event | None) -> int:
-        """A worker for one request, preferring one whose process holds the state it uses."""
+        """A worker for one request, preferring one whose process holds the state it uses;
+        checked out of the worker set, so it is not reaped while the request runs."""
+        slot = self._reserve_slot(request, cancel)
+        try:
+            self.workers.claim(slot, cancel)
+        except BaseException:
+            with self.cond:
+                self.scheduler.release(slot)
+                self.cond.notify_all()
+            raise
+        return slot
+
+    def _reserve_slot(self, request: BaseREPLQuery, cancel: threading.Event | None) -> int:
         with self.cond:
             self.run_waiters += 1
             try:
@@ -200,18 +228,26 @@ class Dispatcher:
                 self.cond.notify_all()
 
     def release_slot(self, slot: int) -> None:
+        self.workers.checkin(self.workers.workers[slot])
         with self.cond:
             self.scheduler.release(slot)
             self.cond.notify_all()
 
     def _holds_state(self, slot: int, request: BaseREPLQuery) -> bool:
-        worker = self.workers.workers[slot]
-        return worker.started and worker.server.holds_kept_state(request)
+        server = self.workers.workers[slot].running_server  # never start one to look
+        return server is not None and server.holds_kept_state(request)
+
+    def _forget_reaped_headers(self) -> None:
+        """A free worker whose REPL was reaped holds no header (called under ``cond``)."""
+        for slot in self.scheduler.free_slots():
+            if self.workers.workers[slot].reaped and self.scheduler.held(slot):
+                self.scheduler.release(slot, ())
 
     # -- status and closing --------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         with self.cond:
+            self._forget_reaped_headers()
             busy = set(range(self.scheduler.num_slots)) - set(self.scheduler.free_slots())
             batches = [
                 {
@@ -225,23 +261,30 @@ class Dispatcher:
             ]
             pending = self.scheduler.pending()
             held = [self.scheduler.held(slot) for slot in range(self.scheduler.num_slots)]
+        now = time.monotonic()
         workers = []
         for worker in self.workers.workers:
             server = worker.running_server
+            headers = len(held[worker.index]) if worker.index < len(held) else 0
+            resting = not worker.busy and (worker.started or worker.reaped)
             workers.append(
                 {
                     "worker": worker.index,
                     "pid": server.pid if server is not None else None,
                     "alive": server.is_alive() if server is not None else False,
+                    "repl": _repl_state(worker),
                     "memory_mb": round(server.memory_mb(), 1) if server is not None else 0.0,
                     "busy": worker.index in busy,
-                    "headers": len(held[worker.index]) if worker.index < len(held) else 0,
-                    "restarts": server.restart_count if server is not None else 0,
+                    "idle_s": round(worker.idle_seconds(now), 1) if resting else None,
+                    "headers": 0 if worker.reaped else headers,
+                    "restarts": worker.restarts,
+                    "reaps": worker.reaps,
                 }
             )
         return {
             "num_workers": self.scheduler.num_slots,
             "executor": type(self.executor).__name__,
+            "idle_timeout": self.workers.idle_timeout,
             "workers": workers,
             "batches": batches,
             "pending": pending,
@@ -263,3 +306,11 @@ class Dispatcher:
             self.executor.shutdown(wait=False, cancel_futures=True)
         self.workers.close()
         register_worker_set(self.pool_id, None)
+
+
+def _repl_state(worker: Worker) -> str:
+    """``running``, ``reaped`` (ended for being idle; the next job starts one) or ``not started``
+    (a pool on another executor runs its REPLs in that executor's processes)."""
+    if worker.started:
+        return "running"
+    return "reaped" if worker.reaped else "not started"

@@ -25,6 +25,7 @@ from lean_kernel.batch.headers import shift_response
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.batch.workers import HeaderEnv, Worker, local_worker_set
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.outcome import status_of, status_of_exception
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
@@ -83,6 +84,8 @@ class BatchJob:
     header: str | None = None
     timeout: float | None = None
     header_timeout: float | None = None
+    #: Lean's maxHeartbeats per command (None: the config's); see ``engine.heartbeats``
+    heartbeats: HeartbeatSetting | None = None
     worker_hint: int | None = None
     server_options: dict[str, Any] = field(default_factory=dict)
 
@@ -193,6 +196,7 @@ def _run_item(
                 timeout=job.timeout,
                 cancel=cancel,
                 add_to_session_cache=item.keep_state,
+                heartbeats=job.heartbeats,
             )
             return _answered(item, response, time.perf_counter() - start, 0.0, worker.label())
         assert job.header is not None
@@ -211,7 +215,10 @@ def _run_item(
             start = time.perf_counter()
             try:
                 response = worker.server.run(
-                    _body_request(item, held.env), timeout=job.timeout, cancel=cancel
+                    _body_request(item, held.env),
+                    timeout=job.timeout,
+                    cancel=cancel,
+                    heartbeats=job.heartbeats,
                 )
             except StaleStateError:
                 if attempt:

@@ -2,8 +2,9 @@
 
 Shared by the IPython extension (``%%lean_batch`` in Python notebooks) and the Lean kernel
 (``%%lean_batch`` and ``%batch`` in Lean notebooks): ``BatchKeeper`` makes the pool on the first
-batch, keeps it warm for the next ones (each worker keeps the headers it elaborated), makes it
-again for another number of workers, and remembers the last batches by name for status tables.
+batch, keeps it warm for the next ones (each worker keeps the headers it elaborated, until its
+REPL sits idle past the idle limit and is ended), makes it again for another number of workers
+or idle limit, and remembers the last batches by name for status tables.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 
 from lean_kernel.batch.handle import BatchHandle
 from lean_kernel.batch.pool import LeanServerPool
+from lean_kernel.batch.workers import idle_limit
 from lean_kernel.display.progress import ProgressDriver
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.outcome import ACCEPTED, FAILED
+from lean_kernel.engine.settings import DEFAULT_IDLE_TIMEOUT, describe_seconds
 
 __all__ = ["KEPT_BATCHES", "BatchKeeper", "BatchRun"]
 
@@ -69,18 +72,25 @@ class BatchKeeper:
         workers: int | None,
         *,
         max_process_memory: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         note: Callable[[str], None] = print,
     ) -> LeanServerPool:
         """The pool for a batch asking for ``workers`` (None: whatever runs, else the default).
 
         A pool of another size is made anew, unless a batch still runs on the current one (the
-        new batch then joins it, and ``note`` says so). ``make_config`` is only called for a new
-        pool. A pool capped by memory warns (``RuntimeWarning``) when it is made.
+        new batch then joins it, and ``note`` says so); so is a pool with another idle limit
+        (``idle_timeout`` seconds, None: never) when no batch runs on it. ``make_config`` is
+        only called for a new pool. A pool capped by memory warns (``RuntimeWarning``) when it
+        is made.
         """
         with self._lock:
             pool = self.pool
             if pool is not None and pool.closed:
                 pool = self.pool = None
+            new_idle = pool is not None and pool.idle_timeout != idle_limit(idle_timeout)
+            if new_idle and not self.running():
+                self.close_pool()
+                pool = None
             if pool is not None and workers is not None and workers != self._requested:
                 if self.running():
                     note(
@@ -92,7 +102,10 @@ class BatchKeeper:
                     pool = None
             if pool is None:
                 pool = LeanServerPool(
-                    make_config(), num_workers=workers, max_process_memory=max_process_memory
+                    make_config(),
+                    num_workers=workers,
+                    max_process_memory=max_process_memory,
+                    idle_timeout=idle_timeout,
                 )
                 self.pool = pool
                 self._requested = workers if workers is not None else pool.num_workers
@@ -129,7 +142,8 @@ class BatchKeeper:
     # -- status tables -------------------------------------------------------------------------
 
     def pool_rows(self) -> list[dict[str, Any]] | None:
-        """One row per worker of the pool; None when no pool runs."""
+        """One row per worker of the pool; None when no pool runs. ``REPL`` says whether its
+        REPL runs or was ended for being idle (``reaped (idle)``: the next batch starts one)."""
         pool = self.pool
         if pool is None or pool.closed:
             return None
@@ -137,8 +151,9 @@ class BatchKeeper:
             {
                 "worker": w["worker"],
                 "pid": w["pid"],
-                "alive": w["alive"],
+                "REPL": _repl_word(w),
                 "busy": w["busy"],
+                "idle (s)": w["idle_s"],
                 "memory (MB)": w["memory_mb"],
                 "headers held": w["headers"],
                 "restarts": w["restarts"],
@@ -147,9 +162,23 @@ class BatchKeeper:
         ]
 
     def pool_title(self) -> str:
+        """The pool's title line: its size and why, and its idle limit."""
         pool = self.pool
-        return f"Batch pool: {pool.capacity_note}" if pool is not None else "Batch pool"
+        if pool is None:
+            return "Batch pool"
+        if pool.idle_timeout is None:
+            idle = "idle REPLs are kept (no idle limit)"
+        else:
+            idle = f"idle limit {describe_seconds(pool.idle_timeout)} (then the REPL is ended)"
+        return f"Batch pool: {pool.capacity_note}; {idle}"
 
     def batch_rows(self) -> list[dict[str, Any]]:
         """One row per kept batch, oldest first."""
         return [run.row() for run in self.batches]
+
+
+def _repl_word(worker: dict[str, Any]) -> str:
+    """What a status row says of a worker's REPL."""
+    if worker["repl"] == "running":
+        return "running" if worker["alive"] else "exited"
+    return "reaped (idle)" if worker["repl"] == "reaped" else worker["repl"]

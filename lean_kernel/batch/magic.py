@@ -26,7 +26,8 @@ __all__ = ["BatchHost", "start_batch"]
 class BatchHost(Protocol):
     """What ``%%lean_batch`` needs of the host it runs in."""
 
-    #: the defaults a batch line leaves out: timeout, workers, memory per REPL, progress mode
+    #: the defaults a batch line leaves out: timeout, workers, memory per REPL, progress mode;
+    #: and how long an idle pool REPL lives
     settings: Settings
     #: the warm pool and the batches kept for status tables
     keeper: BatchKeeper
@@ -60,6 +61,7 @@ def start_batch(host: BatchHost, args: BatchArgs, commands: list[str]) -> BatchR
             host.pool_config,
             args.workers or settings.workers,
             max_process_memory=settings.memory_mb,
+            idle_timeout=settings.idle_timeout,
             note=host.note,
         )
     for warning in caught:  # e.g. fewer workers than asked, for memory: the user's to see
@@ -70,8 +72,13 @@ def start_batch(host: BatchHost, args: BatchArgs, commands: list[str]) -> BatchR
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     timeout = args.timeout if args.timeout is not None else settings.timeout
+    heartbeats = args.heartbeats if args.heartbeats is not None else settings.heartbeats
     handle = pool.submit_batch(
-        commands, header=args.header, timeout_per_cmd=timeout, label=args.output
+        commands,
+        header=args.header,
+        timeout_per_cmd=timeout,
+        heartbeats=heartbeats,
+        label=args.output,
     )
     run = BatchRun(args.output, handle, workers=pool.num_workers)
     host.keeper.add(run)

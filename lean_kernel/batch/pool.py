@@ -22,15 +22,19 @@ takes the same jobs unchanged, e.g.::
             return ray.remote(fn).remote(*args, **kwargs).future()
 
 ``num_workers`` is then how many jobs run at once; each remote process starts its own REPLs on
-its first job and keeps them warm for the next (they end with the process: shut the executor
-down when done). Jobs, configs and results are picklable; a remote worker needs lean_kernel
-installed and resolves the config on its own machine. Two things only work in the pool's own
-process: states kept across workers (``keep_states``, ``run``) and stopping a *running* job on
-cancel; remote jobs are cancelled between jobs.
+its first job and keeps them warm for the next (until they sit idle for ``idle_timeout``; the
+rest end with the process: shut the executor down when done). Jobs, configs and results are
+picklable; a remote worker needs lean_kernel installed and resolves the config on its own
+machine. Two things only work in the pool's own process: states kept across workers
+(``keep_states``, ``run``) and stopping a *running* job on cancel; remote jobs are cancelled
+between jobs.
 
 The pool never starts more workers than memory allows at the per-process limit
 (``max_process_memory`` or ``config.memory_hard_limit_mb``), and says so (``capacity_note`` and a
-warning). Pools are closed when garbage-collected and at interpreter exit.
+warning). A REPL idle for ``idle_timeout`` seconds (default ten minutes) is ended to give its
+memory back, and started again (its header elaborated again) by the next work that needs that
+worker; ``status()`` says which workers were reaped so. Pools are closed when garbage-collected
+and at interpreter exit.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ from lean_kernel.batch.headers import split_header, split_imports
 from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.results import BatchResults, ItemResult, ResponseList
 from lean_kernel.batch.scheduler import DIRECT
+from lean_kernel.batch.workers import idle_limit
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.heartbeats import HeartbeatSetting, parse_heartbeats
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
     Command,
@@ -60,6 +66,7 @@ from lean_kernel.engine.protocol import (
     Response,
 )
 from lean_kernel.engine.sessioncache import ReplaySessionCache
+from lean_kernel.engine.settings import DEFAULT_IDLE_TIMEOUT
 
 __all__ = ["BatchHandle", "LeanServerPool", "WorkerPlan", "plan_workers"]
 
@@ -73,7 +80,10 @@ class LeanServerPool:
     Args mirror LeanInteract's ``LeanServerPool``: ``num_workers`` (default: CPUs - 1, capped by
     memory), and ``max_total_memory`` / ``max_process_memory`` (MB) / ``max_restart_attempts``
     passed to every ``AutoLeanServer``. ``executor`` runs batch jobs (default: threads here);
-    ``max_chunk`` bounds the commands per job.
+    ``max_chunk`` bounds the commands per job. ``idle_timeout`` (seconds; None or 0: never) ends
+    a worker's REPL once it has been idle that long, here and in an executor's processes, since
+    an idle Lean holds its memory; the next work for that worker starts a fresh REPL. State ids
+    not kept in the session cache (``add_to_session_cache=False``) do not outlive it.
     """
 
     def __init__(
@@ -87,7 +97,10 @@ class LeanServerPool:
         executor: concurrent.futures.Executor | None = None,
         max_chunk: int = 16,
         session_cache: ReplaySessionCache | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
+        #: seconds a worker's REPL may sit idle before it is ended; None: never
+        self.idle_timeout = idle_limit(idle_timeout)
         self.config = config if config is not None else LeanREPLConfig()
         if executor is None:
             limits = [v for v in (max_process_memory, self.config.memory_hard_limit_mb) if v]
@@ -118,6 +131,7 @@ class LeanServerPool:
             self.session_cache,
             executor,
             max_chunk,
+            self.idle_timeout,
         )
         self._finalizer = weakref.finalize(self, self._dispatcher.close)
         self._dispatcher.start()
@@ -154,17 +168,23 @@ class LeanServerPool:
         timeout: float | None = None,
         cancel: threading.Event | None = None,
         add_to_session_cache: bool = True,
+        heartbeats: HeartbeatSetting | None = None,
     ) -> Response:
         """Run one request on a free worker (preferring one that holds the state it refers to).
 
         States are kept in the shared session cache by default, so the env / proof-state ids
-        returned work on any worker, as with LeanInteract.
+        returned work on any worker, as with LeanInteract. ``heartbeats``: as for
+        ``LeanServer.run``.
         """
         slot = self._dispatcher.acquire_slot(request, cancel)
         try:
             server = self._dispatcher.workers.workers[slot].server
             return server.run(
-                request, timeout=timeout, cancel=cancel, add_to_session_cache=add_to_session_cache
+                request,
+                timeout=timeout,
+                cancel=cancel,
+                add_to_session_cache=add_to_session_cache,
+                heartbeats=heartbeats,
             )
         finally:
             self._dispatcher.release_slot(slot)
@@ -201,6 +221,7 @@ class LeanServerPool:
         header_timeout: float | None = None,
         keep_states: bool = False,
         label: str = "batch",
+        heartbeats: HeartbeatSetting | str | None = None,
     ) -> BatchHandle:
         """Start checking ``commands`` and return at once; results fill ``handle.results``.
 
@@ -210,12 +231,16 @@ class LeanServerPool:
         elaborated once per worker and bodies run on its env, positions reported as in the
         command written. ``timeout_per_cmd`` bounds each command (default ``config.timeout``),
         ``header_timeout`` each header elaboration (default ``config.timeout`` too: give imports
-        room). Envs and proof states of the results are
+        room). ``heartbeats`` is Lean's ``maxHeartbeats`` per command (default
+        ``config.heartbeats``; ``"auto"`` derives it from the timeout): a command over it is a
+        Lean error (status ``error``) and the worker keeps its header, while one over the
+        timeout is killed (status ``timeout``). Envs and proof states of the results are
         None unless ``keep_states`` (then every command runs whole and is kept in the session
         cache, usable with ``run``; slower, and only on this process's workers).
         """
         if self.closed:
             raise RuntimeError("this LeanServerPool is closed")
+        heartbeats = None if heartbeats is None else parse_heartbeats(heartbeats)
         local = self._dispatcher.own_executor
         if keep_states and not local:
             raise ValueError(
@@ -249,6 +274,7 @@ class LeanServerPool:
         timeouts = {
             "timeout": timeout_per_cmd if timeout_per_cmd is not None else self.config.timeout,
             "header_timeout": header_timeout,
+            "heartbeats": heartbeats,
         }
         self._dispatcher.add_batch(handle, groups, timeouts)
         handle.record(refused)
@@ -265,6 +291,7 @@ class LeanServerPool:
         header: str | None = None,
         header_timeout: float | None = None,
         keep_states: bool = False,
+        heartbeats: HeartbeatSetting | str | None = None,
     ) -> ResponseList:
         """Check ``commands`` and return their responses in input order, with the exception
         raised by an item in its place (``.results`` has per-item status and time).
@@ -273,7 +300,13 @@ class LeanServerPool:
         elsewhere). See ``submit_batch`` for the other arguments.
         """
         handle = self._submit_with_progress(
-            commands, show_progress, header, timeout_per_cmd, header_timeout, keep_states
+            commands,
+            show_progress,
+            header,
+            timeout_per_cmd,
+            header_timeout,
+            keep_states,
+            heartbeats,
         )
         return handle.result().responses()
 
@@ -285,6 +318,7 @@ class LeanServerPool:
         timeout_per_cmd: float | None,
         header_timeout: float | None,
         keep_states: bool,
+        heartbeats: HeartbeatSetting | str | None = None,
     ) -> BatchHandle:
         handle = self.submit_batch(
             commands,
@@ -292,6 +326,7 @@ class LeanServerPool:
             timeout_per_cmd=timeout_per_cmd,
             header_timeout=header_timeout,
             keep_states=keep_states,
+            heartbeats=heartbeats,
         )
         if show_progress:
             from lean_kernel.display.progress import attach_progress
@@ -308,10 +343,17 @@ class LeanServerPool:
         header: str | None = None,
         header_timeout: float | None = None,
         keep_states: bool = False,
+        heartbeats: HeartbeatSetting | str | None = None,
     ) -> ResponseList:
         """``run_batch`` without blocking the event loop; cancelling the task cancels the batch."""
         handle = self._submit_with_progress(
-            commands, show_progress, header, timeout_per_cmd, header_timeout, keep_states
+            commands,
+            show_progress,
+            header,
+            timeout_per_cmd,
+            header_timeout,
+            keep_states,
+            heartbeats,
         )
         try:
             results = await asyncio.wrap_future(handle.future)
@@ -323,7 +365,8 @@ class LeanServerPool:
     # -- looking inside ------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Workers (pid, memory, busy, headers held, restarts), batches in flight, the plan."""
+        """Workers (pid, running or reaped, memory, busy, idle seconds, headers held,
+        restarts), the idle limit, batches in flight, the plan."""
         return self._dispatcher.status() | {"capacity_note": self.capacity_note}
 
     def __repr__(self) -> str:

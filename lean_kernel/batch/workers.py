@@ -9,17 +9,26 @@ Each ``Worker`` remembers the env of every header it elaborated (imports, and se
 them; least recently used first out) and the process generation it belongs to, so a restarted
 REPL re-elaborates instead of using a dead env id. Worker sets are closed at interpreter exit
 (``atexit``, and ``multiprocessing``'s exit hook, which is what runs in a process-pool worker).
+
+An idle REPL holds its memory (gigabytes with Mathlib) for as long as it lives, so a set with an
+``idle_timeout`` ends the REPLs of workers idle longer than that (a reaper thread, in whatever
+process the set lives). Such a worker is *reaped*: the next job that takes it starts a fresh REPL
+and elaborates its header again. A checked-out worker is never reaped: checking out and reaping
+both happen under the set's lock, and the idle clock starts at check-in.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import multiprocessing.util
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +40,37 @@ from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.engine.sessioncache import ReplaySessionCache
 from lean_kernel.errors import ReplCancelledError
 
-__all__ = ["HeaderEnv", "Worker", "WorkerSet", "local_worker_set", "register_worker_set"]
+__all__ = [
+    "IDLE_TIMEOUT_OPTION",
+    "HeaderEnv",
+    "Worker",
+    "WorkerSet",
+    "idle_limit",
+    "local_worker_set",
+    "register_worker_set",
+]
 
 #: Header envs a worker keeps; the REPL never frees an env, so this only bounds our bookkeeping.
 MAX_HEADERS_PER_WORKER = 64
+#: The key of a job's ``server_options`` that carries the idle limit to remote worker sets.
+IDLE_TIMEOUT_OPTION = "idle_timeout"
 _CHECKOUT_POLL_S = 0.05
+_MIN_REAP_WAIT_S = 0.05
+
+
+def idle_limit(seconds: float | None) -> float | None:
+    """The idle limit ``seconds`` means: None (never reap) for None or 0, else the seconds.
+
+    Raises ``ValueError`` for a negative or non-number value, saying what is accepted.
+    """
+    if seconds is None or seconds == 0:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(
+            f"idle_timeout={seconds!r}: give a positive number of seconds, or None / 0 to "
+            "never end idle REPLs"
+        )
+    return None if math.isinf(seconds) else float(seconds)
 
 
 @dataclass(frozen=True)
@@ -52,21 +87,29 @@ class HeaderEnv:
 
 
 class Worker:
-    """One REPL server (started on first use) and the header envs it holds."""
+    """One REPL server (started on first use, and again after being reaped) and the header envs
+    it holds."""
 
-    def __init__(self, index: int, make_server) -> None:
+    def __init__(self, index: int, make_server: Callable[[], AutoLeanServer]) -> None:
         self.index = index
         self._make_server = make_server
         self._server: AutoLeanServer | None = None
         # (imports, settings) -> env; settings "" is the imports' own env.
         self._headers: OrderedDict[tuple[str, str], HeaderEnv] = OrderedDict()
         self.busy = False
+        #: when the worker last finished work, or its REPL started (``time.monotonic``)
+        self.idle_since = time.monotonic()
+        #: how many times its REPL was ended for being idle
+        self.reaps = 0
+        self._earlier_restarts = 0
 
     @property
     def server(self) -> AutoLeanServer:
-        """The worker's server, started now if it was not yet."""
+        """The worker's server, started now if it was not yet (or was reaped)."""
         if self._server is None:
-            self._server = self._make_server()
+            server = self._make_server()
+            self.idle_since = time.monotonic()
+            self._server = server
         return self._server
 
     @property
@@ -77,6 +120,21 @@ class Worker:
     @property
     def started(self) -> bool:
         return self._server is not None
+
+    @property
+    def reaped(self) -> bool:
+        """Whether its REPL was ended for being idle (the next job that takes it starts one)."""
+        return self._server is None and self.reaps > 0
+
+    @property
+    def restarts(self) -> int:
+        """Restarts (crash, timeout, memory) of every REPL this worker ran, reaped ones too."""
+        server = self._server
+        return self._earlier_restarts + (server.restart_count if server is not None else 0)
+
+    def idle_seconds(self, now: float | None = None) -> float:
+        """Seconds since the worker last finished work (or its REPL started)."""
+        return (time.monotonic() if now is None else now) - self.idle_since
 
     def label(self) -> str:
         pid = self._server.pid if self._server is not None else None
@@ -154,9 +212,16 @@ class Worker:
             self._headers.popitem(last=False)
         return held, seconds
 
-    def close(self) -> None:
+    def detach(self) -> AutoLeanServer | None:
+        """Take the REPL server away (its header envs go with it); the caller closes it."""
         server, self._server = self._server, None
         self._headers.clear()
+        if server is not None:
+            self._earlier_restarts += server.restart_count
+        return server
+
+    def close(self) -> None:
+        server = self.detach()
         if server is not None:
             server.close()
 
@@ -166,6 +231,8 @@ class WorkerSet:
 
     With ``size`` the set has exactly that many workers (the pool's own process); without, it
     grows by one worker whenever a job finds none free (a remote process running jobs on threads).
+    With ``idle_timeout`` (seconds; None or 0: never) the REPLs of workers idle that long are
+    ended, and started again by the next job that takes the worker.
     """
 
     def __init__(
@@ -175,16 +242,29 @@ class WorkerSet:
         *,
         size: int | None = None,
         session_cache: ReplaySessionCache | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.config = config
         self.server_options = dict(server_options or {})
         self.session_cache = session_cache if session_cache is not None else ReplaySessionCache()
+        self.idle_timeout = idle_limit(idle_timeout)
         self._fixed = size is not None
         self._cond = threading.Condition()
         self._closed = False
         self.workers: list[Worker] = []
         for _ in range(size or 0):
             self._add_worker()
+        self._reaper_wake = threading.Event()
+        self._reaper: threading.Thread | None = None
+        if self.idle_timeout is not None:
+            weakref.finalize(self, self._reaper_wake.set)
+            self._reaper = threading.Thread(
+                target=_reap_idle_workers,
+                args=(weakref.ref(self), self._reaper_wake),
+                name="lean-idle-reaper",
+                daemon=True,
+            )
+            self._reaper.start()
 
     def _add_worker(self) -> Worker:
         worker = Worker(len(self.workers), self._make_server)
@@ -211,24 +291,32 @@ class WorkerSet:
 
         Waits while every worker of a fixed-size set is busy, until one is free or ``cancel``.
         """
+
+        def choose() -> Worker | None:
+            free = [w for w in self.workers if not w.busy]
+            if hint is not None and 0 <= hint < len(self.workers) and not self.workers[hint].busy:
+                return self.workers[hint]
+            if header is not None and (holder := next((w for w in free if w.holds(header)), None)):
+                return holder
+            if free:
+                return free[0]
+            return None if self._fixed else self._add_worker()
+
+        return self._take(choose, cancel)
+
+    def claim(self, index: int, cancel: threading.Event | None = None) -> Worker:
+        """Check out worker ``index`` itself (a single request the pool placed there), waiting
+        until it is free or ``cancel``."""
+        worker = self.workers[index]
+        return self._take(lambda: None if worker.busy else worker, cancel)
+
+    def _take(self, choose: Callable[[], Worker | None], cancel: threading.Event | None) -> Worker:
+        """Mark the worker ``choose`` picks busy (under the lock the reaper takes too)."""
         with self._cond:
             while True:
                 if self._closed:
                     raise RuntimeError("the pool's workers were closed")
-                free = [w for w in self.workers if not w.busy]
-                chosen = None
-                if (
-                    hint is not None
-                    and 0 <= hint < len(self.workers)
-                    and not self.workers[hint].busy
-                ):
-                    chosen = self.workers[hint]
-                if chosen is None and header is not None:
-                    chosen = next((w for w in free if w.holds(header)), None)
-                if chosen is None and free:
-                    chosen = free[0]
-                if chosen is None and not self._fixed:
-                    chosen = self._add_worker()
+                chosen = choose()
                 if chosen is not None:
                     chosen.busy = True
                     return chosen
@@ -237,9 +325,37 @@ class WorkerSet:
                 self._cond.wait(_CHECKOUT_POLL_S)
 
     def checkin(self, worker: Worker) -> None:
+        """The worker is free again; its idle clock starts now."""
         with self._cond:
             worker.busy = False
+            worker.idle_since = time.monotonic()
             self._cond.notify_all()
+
+    def reap_idle(self) -> float | None:
+        """End the REPLs of free workers idle longer than ``idle_timeout``; returns the seconds
+        until another may be due (None: never, the set is closed or has no limit)."""
+        limit = self.idle_timeout
+        ended: list[AutoLeanServer] = []
+        with self._cond:
+            if self._closed or limit is None:
+                return None
+            now = time.monotonic()
+            wait = limit
+            for worker in self.workers:
+                if worker.busy or not worker.started:
+                    continue
+                left = limit - worker.idle_seconds(now)
+                if left > 0:
+                    wait = min(wait, left)
+                    continue
+                server = worker.detach()
+                worker.reaps += 1
+                if server is not None:
+                    ended.append(server)
+        for server in ended:  # outside the lock: a kill waits for the process tree to go
+            with contextlib.suppress(Exception):
+                server.close()
+        return max(wait, _MIN_REAP_WAIT_S)
 
     def close(self) -> None:
         """Kill every worker's REPL (in parallel: each kill waits for the process to go)."""
@@ -247,11 +363,31 @@ class WorkerSet:
             self._closed = True
             workers = list(self.workers)
             self._cond.notify_all()
+        self._reaper_wake.set()
+        reaper = self._reaper
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join(timeout=10)  # a REPL it is ending is gone when close returns
         threads = [threading.Thread(target=w.close, daemon=True) for w in workers]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=10)
+
+
+def _reap_idle_workers(ref: weakref.ref[WorkerSet], wake: threading.Event) -> None:
+    """The reaper thread: reap, sleep until the next worker may be due (or a wake-up), again.
+
+    It holds its set weakly between rounds, so a forgotten set is not kept alive by it.
+    """
+    while True:
+        workers = ref()
+        if workers is None:
+            return
+        wait = workers.reap_idle()
+        del workers
+        if wait is None:
+            return
+        wake.wait(wait)
 
 
 # -- the registry of this process ---------------------------------------------------------------
@@ -274,12 +410,18 @@ def register_worker_set(pool_id: str, workers: WorkerSet | None) -> None:
 def local_worker_set(
     pool_id: str, config: LeanREPLConfig, server_options: dict[str, Any]
 ) -> WorkerSet:
-    """The worker set of ``pool_id`` in this process, made on first use."""
+    """The worker set of ``pool_id`` in this process, made on first use.
+
+    ``server_options`` are the pool's ``AutoLeanServer`` options, plus its idle limit under
+    ``IDLE_TIMEOUT_OPTION`` (so a remote process ends its idle REPLs too).
+    """
     with _registry_lock:
         _this_process()
         workers = _registry.get(pool_id)
         if workers is None:
-            workers = _registry[pool_id] = WorkerSet(config, server_options)
+            options = dict(server_options)
+            idle = options.pop(IDLE_TIMEOUT_OPTION, None)
+            workers = _registry[pool_id] = WorkerSet(config, options, idle_timeout=idle)
         return workers
 
 

@@ -20,6 +20,12 @@ from typing import Any
 
 from lean_kernel.engine import launch as launches
 from lean_kernel.engine import toolchain
+from lean_kernel.engine.heartbeats import (
+    DEFAULT_HEARTBEAT_RATE,
+    HeartbeatLimits,
+    HeartbeatSetting,
+    parse_heartbeats,
+)
 from lean_kernel.engine.launch import *  # noqa: F403  (names this module held before the split)
 from lean_kernel.engine.launch import FlavorChoice, ReplLaunch
 from lean_kernel.engine.toolchain import find_lake_project
@@ -56,6 +62,8 @@ class LeanREPLConfig:
         repl_flavor: FlavorChoice = "auto",
         timeout: float | None = None,
         working_dir: str | os.PathLike[str] | None = None,
+        heartbeats: HeartbeatSetting | str = "auto",
+        heartbeat_rate: float | None = None,
     ) -> None:
         """Check the arguments only; nothing is looked up until ``resolve()``.
 
@@ -81,6 +89,12 @@ class LeanREPLConfig:
             timeout: default per-command timeout in seconds; None for none.
             working_dir: where the walk up to a Lake project starts, and the working directory
                 of an explicit command; default: the current directory at resolve time.
+            heartbeats: Lean's ``maxHeartbeats`` for a command on an env (a runaway one then
+                fails as a Lean error and the REPL keeps its states, instead of being killed):
+                ``"auto"`` (from its time limit), ``"off"``, or a number; a request's own
+                ``heartbeats=`` wins. Used where the REPL's flavour is known.
+            heartbeat_rate: heartbeats per second ``"auto"`` assumes (default
+                ``DEFAULT_HEARTBEAT_RATE``, deliberately low so Lean's limit fires first).
         """
         if project is not None and project_dir is not None:
             raise ValueError("Give `project` or `project_dir`, not both.")
@@ -96,6 +110,9 @@ class LeanREPLConfig:
             raise ValueError(
                 f"memory_hard_limit_mb must be positive or None, not {memory_hard_limit_mb}"
             )
+        heartbeats = parse_heartbeats(heartbeats)
+        if heartbeat_rate is not None and not (0 < heartbeat_rate < float("inf")):
+            raise ValueError(f"heartbeat_rate must be a positive number, not {heartbeat_rate!r}")
         if lean_version is not None:
             lean_version = _parse_requested_version(lean_version)
         if isinstance(repl_command, Sequence) and not isinstance(repl_command, str):
@@ -120,6 +137,8 @@ class LeanREPLConfig:
         self.repl_flavor: FlavorChoice = repl_flavor
         self.timeout = timeout
         self.working_dir = Path(working_dir).expanduser() if working_dir is not None else None
+        self.heartbeats: HeartbeatSetting = heartbeats
+        self.heartbeat_rate = float(heartbeat_rate or DEFAULT_HEARTBEAT_RATE)
         self._launch: ReplLaunch | None = None
         self._resolve_lock = threading.Lock()
 
@@ -179,6 +198,16 @@ class LeanREPLConfig:
         return self.enable_parallel_elaboration and launches.supports_parallel_elaboration(
             launch.flavor, launch.lean_version
         )
+
+    def use_heartbeat_limits(self, launch: ReplLaunch) -> bool:
+        """Whether commands to this REPL may run under a ``maxHeartbeats`` limit (``heartbeats``
+        is the default setting; off when the REPL's flavour is unknown)."""
+        return launches.supports_heartbeat_limits(launch.flavor, launch.lean_version)
+
+    def heartbeat_limits(self, launch: ReplLaunch) -> HeartbeatLimits:
+        """The heartbeat limits a server of this config running ``launch`` gives its commands."""
+        enabled = self.use_heartbeat_limits(launch)
+        return HeartbeatLimits(enabled, self.heartbeats, self.heartbeat_rate, self.timeout)
 
     def describe(self) -> str:
         """Multi-line report for ``doctor``: which REPL runs and why, tools, flavour, limits.

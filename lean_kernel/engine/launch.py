@@ -24,6 +24,7 @@ __all__ = [
     "FlavorChoice",
     "ReplLaunch",
     "normalize_lean_version",
+    "supports_heartbeat_limits",
     "supports_incrementality",
     "supports_parallel_elaboration",
 ]
@@ -82,6 +83,16 @@ def supports_incrementality(flavor: Flavor, lean_version: str | None) -> bool:
 def supports_parallel_elaboration(flavor: Flavor, lean_version: str | None) -> bool:
     """Whether ``setOptions`` with ``Elab.async`` works: the fork's field, Lean >= 4.19."""
     return flavor == "fork" and _at_least(lean_version, "v4.19.0")
+
+
+def supports_heartbeat_limits(flavor: Flavor, lean_version: str | None) -> bool:
+    """Whether commands can run under a ``maxHeartbeats`` limit set on their env first.
+
+    That is a plain ``set_option`` command, which every Lean 4 REPL elaborates; an unknown REPL
+    command is left alone all the same (as for parallel elaboration), until its flavour is
+    declared (``repl_flavor`` / ``LEAN_KERNEL_REPL_FLAVOR``).
+    """
+    return flavor in ("fork", "upstream")
 
 
 def _version_key(version: str) -> tuple[int, int, int, int] | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
 from lean_kernel.engine.framing import decode_response, encode_request, read_response, stderr_note
+from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.ids import KeptIds, ProcessIds
 from lean_kernel.engine.memory import MemoryLimits, MemoryWatchdog
 from lean_kernel.engine.process import ReplProcess, kill_tree, monotonic_deadline
@@ -33,6 +34,7 @@ from lean_kernel.engine.protocol import (
     parse_request,
     parse_response,
 )
+from lean_kernel.engine.restarts import Restart, RestartKind
 from lean_kernel.engine.sessioncache import ReplaySessionCache, SessionEntry, StateKind
 from lean_kernel.errors import (
     LeanKernelError,
@@ -43,6 +45,15 @@ from lean_kernel.errors import (
     ReplSetupError,
     ReplTimeoutError,
     StaleStateError,
+)
+
+#: The errors after which the REPL process is gone (it died, or was killed to stop a command).
+_PROCESS_KILLERS = (
+    ReplCrashedError,
+    ReplTimeoutError,
+    ReplCancelledError,
+    ReplMemoryError,
+    ReplProtocolError,
 )
 
 
@@ -64,6 +75,7 @@ class LeanServer:
         self._ids = ProcessIds()
         self._restart_note = ""
         self._command_options = _command_options(self.config, self.launch)
+        self._heartbeat_limits = self.config.heartbeat_limits(self.launch)
         self.start()
 
     # -- process lifecycle -------------------------------------------------------------------
@@ -150,11 +162,14 @@ class LeanServer:
         *,
         timeout: float | None = None,
         cancel: threading.Event | None = None,
+        heartbeats: HeartbeatSetting | None = None,
     ) -> Response:
         """Send one request and return the REPL's typed answer.
 
         ``timeout`` (seconds; default ``config.timeout``) and a set ``cancel`` event both kill
-        the REPL process, since Lean cannot abandon a command half way.
+        the REPL process, since Lean cannot abandon a command half way. So a command on an env
+        first runs under Lean's ``maxHeartbeats`` (``heartbeats``, default ``config.heartbeats``;
+        see ``engine.heartbeats``): over it, it fails as a Lean error and the REPL lives on.
         """
         if not isinstance(request, BaseREPLQuery):
             raise TypeError(
@@ -162,9 +177,17 @@ class LeanServer:
                 f"{type(request).__name__}; use run_dict() for raw JSON objects"
             )
         payload = request.to_wire()
-        if self._command_options and isinstance(request, (Command, FileCommand)):
-            payload = {**self._command_options, **payload}
-        return parse_response(request, self._roundtrip(payload, timeout, cancel))
+        if not isinstance(request, (Command, FileCommand)):
+            return parse_response(request, self._roundtrip(payload, timeout, cancel))
+        payload, limits = {**self._command_options, **payload}, self._heartbeat_limits
+        with self._lock:
+            generation = self.generation
+            payload, timeout = limits.apply(
+                payload, timeout, heartbeats, generation, cancel, self._roundtrip
+            )
+            answer = self._roundtrip(payload, timeout, cancel)
+            limits.observe(payload, answer, generation)
+        return parse_response(request, answer)
 
     def run_dict(
         self,
@@ -278,8 +301,10 @@ class AutoLeanServer(LeanServer):
 
     The failing request is reported (its exception is re-raised), not retried; the REPL is
     restarted at once, so the next request pays nothing, and the session cache is replayed.
-    States kept with ``add_to_session_cache=True`` get stable negative ids valid across restarts.
-    A watchdog thread samples the REPL's memory during long commands and kills it over the limit.
+    States kept with ``add_to_session_cache=True`` get stable negative ids valid across restarts
+    (automatic ones and ``restart()`` alike). A watchdog thread samples the REPL's memory during
+    long commands and kills it over the limit. ``last_restart`` says why the running process
+    replaced the one before (a typed `Restart`), ``restart_count`` how many restarts there were.
     """
 
     def __init__(
@@ -296,6 +321,7 @@ class AutoLeanServer(LeanServer):
         self.max_restart_attempts = max_restart_attempts
         self.session_cache = session_cache if session_cache is not None else ReplaySessionCache()
         self.restart_count = 0
+        self.last_restart: Restart | None = None
         self._kept = KeptIds(self.session_cache)
         self._last_memory_check = 0.0
         self._replaying = False
@@ -319,6 +345,12 @@ class AutoLeanServer(LeanServer):
         self._watchdog.stop()
         super().close()
 
+    def restart(self) -> None:
+        """Replace the REPL process with a fresh one, as after a crash: kept states are replayed
+        and keep their negative ids; every other id of the old process is refused from now on."""
+        with self._lock:
+            self._recover("requested")
+
     def run(
         self,
         request: BaseREPLQuery,
@@ -326,6 +358,7 @@ class AutoLeanServer(LeanServer):
         timeout: float | None = None,
         cancel: threading.Event | None = None,
         add_to_session_cache: bool = False,
+        heartbeats: HeartbeatSetting | None = None,
     ) -> Response:
         """Like ``LeanServer.run``; with ``add_to_session_cache`` the state survives restarts.
 
@@ -335,7 +368,9 @@ class AutoLeanServer(LeanServer):
         with self._lock:
             self._ensure_healthy()
             request_here = self._kept.resolve(request, replay=self._replay_entry)
-            response = super().run(request_here, timeout=timeout, cancel=cancel)
+            response = super().run(
+                request_here, timeout=timeout, cancel=cancel, heartbeats=heartbeats
+            )
             if add_to_session_cache and not isinstance(response, LeanError):
                 response = self._kept.keep(request, response)
             return response
@@ -368,11 +403,8 @@ class AutoLeanServer(LeanServer):
             return self._watched_roundtrip(payload, timeout, cancel)
         try:
             return self._watched_roundtrip(payload, timeout, cancel)
-        except (ReplCrashedError, ReplTimeoutError, ReplCancelledError, ReplMemoryError) as err:
-            self._recover(f" after {type(err).__name__}")
-            raise
-        except ReplProtocolError:
-            self._recover(" after a protocol error")
+        except _PROCESS_KILLERS as err:
+            self._recover("request", err)
             raise
 
     def _watched_roundtrip(
@@ -382,32 +414,31 @@ class AutoLeanServer(LeanServer):
             return super()._roundtrip(payload, timeout, cancel)
 
     def _died(self, proc: ReplProcess) -> LeanKernelError:
-        over = self._watchdog.kill_reason(proc)
-        if over is None:
-            return super()._died(proc)
-        proc.kill()
-        return ReplMemoryError(
-            f"The REPL went over its memory limit ({over}) and was killed. "
-            "Raise max_process_memory / max_total_memory, or split the work.",
-            reason=over,
-        )
+        """Over a limit (the watchdog's kill), out of memory (the system's), or a crash."""
+        return self._watchdog.explain(proc, super()._died(proc), stderr_note(proc))
 
     # -- restarts ------------------------------------------------------------------------------
 
     def _ensure_healthy(self) -> None:
-        if not self.is_alive():
-            self._recover(" (the process had exited)")
+        proc = self._proc
+        if proc is None:
+            self._recover("stopped")
+            return
+        if not proc.is_alive():
+            self._recover("exited", self._died(proc))
             return
         now = time.monotonic()
         if now - self._last_memory_check >= 1.0:
             self._last_memory_check = now
-            proc = self._proc
-            over = self._memory_limits.exceeded(proc) if proc is not None else None
+            over = self._memory_limits.exceeded(proc, self._watchdog.sample(proc))
             if over:
-                self._recover(f" because {over}")
+                self._recover("memory", memory_reason=over)
 
-    def _recover(self, why: str) -> None:
-        """Start a fresh process (with backoff) and replay the session cache into it."""
+    def _recover(
+        self, kind: RestartKind, error: LeanKernelError | None = None, memory_reason: str = ""
+    ) -> None:
+        """Start a fresh process (with backoff), record why (``last_restart``), and replay the
+        session cache into it."""
         last_error: Exception | None = None
         for attempt in range(max(self.max_restart_attempts, 1)):
             if attempt:
@@ -415,7 +446,8 @@ class AutoLeanServer(LeanServer):
             try:
                 LeanServer.restart(self)
                 self.restart_count += 1
-                self._restart_note = f" (restart at {time.strftime('%H:%M:%S')}{why})"
+                self.last_restart = Restart.of(kind, self.generation, error, memory_reason)
+                self._restart_note = self.last_restart.note()
                 self._replay()
                 return
             except ReplSetupError:

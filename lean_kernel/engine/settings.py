@@ -2,15 +2,22 @@
 
 A Jupyter kernel has no command line its user sees, so its knobs are environment variables (a
 kernelspec's ``env`` block sets them): ``LEAN_KERNEL_REPL`` (read by ``LeanREPLConfig`` itself),
-``LEAN_KERNEL_MEMORY_LIMIT_MB``, ``LEAN_KERNEL_TIMEOUT``, ``LEAN_KERNEL_INCREMENTAL`` and
-``LEAN_KERNEL_PROJECT``. The IPython extension starts from the same variables and changes them
-with ``%lean_config``; ``python -m lean_kernel`` reads them too. A bad variable must not stop a
-kernel from starting: it is ignored and reported (``problems``), so the user sees what to fix in
-the first cell's output instead of a kernel that dies silently.
+``LEAN_KERNEL_MEMORY_LIMIT_MB``, ``LEAN_KERNEL_TIMEOUT``, ``LEAN_KERNEL_INCREMENTAL``,
+``LEAN_KERNEL_PROJECT`` and ``LEAN_KERNEL_IDLE_TIMEOUT`` (how long an idle batch-pool REPL keeps
+its memory before it is ended; default ten minutes). The IPython extension starts from the same
+variables and changes them with ``%lean_config``; ``python -m lean_kernel`` reads them too. A
+bad variable must not stop a kernel from starting: it is ignored and reported (``problems``), so
+the user sees what to fix in the first cell's output instead of a kernel that dies silently.
 
-Durations are read by one parser everywhere (``%timeout``, ``%lean_config --timeout``,
-``%%lean_batch -t``, ``LEAN_KERNEL_TIMEOUT``): a positive number of seconds (``30``, ``2.5``,
-``90s``), or one of ``NO_LIMIT_WORDS`` (``none``, ``off``, ``inf``, ``0``) for no limit.
+Durations are read by one parser everywhere (``%timeout``, ``%lean_config --timeout`` /
+``--idle``, ``%%lean_batch -t``, ``LEAN_KERNEL_TIMEOUT``, ``LEAN_KERNEL_IDLE_TIMEOUT``): a
+positive number of seconds (``30``, ``2.5``, ``90s``), or one of ``NO_LIMIT_WORDS`` (``none``,
+``off``, ``inf``, ``0``) for no limit.
+
+``LEAN_KERNEL_HEARTBEATS`` (``auto``, ``off`` or a number) is Lean's ``maxHeartbeats`` per cell
+and batch command, which stops a runaway command before its timeout kills the REPL, and
+``LEAN_KERNEL_HEARTBEAT_RATE`` the heartbeats per second ``auto`` assumes (see
+``engine.heartbeats``).
 """
 
 from __future__ import annotations
@@ -22,8 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.heartbeats import (
+    AUTO,
+    DEFAULT_HEARTBEAT_RATE,
+    HeartbeatSetting,
+    describe_heartbeats,
+    parse_heartbeats,
+)
 
 __all__ = [
+    "HEARTBEATS_ENV_VAR",
+    "HEARTBEAT_RATE_ENV_VAR",
+    "DEFAULT_IDLE_TIMEOUT",
+    "IDLE_TIMEOUT_ENV_VAR",
     "INCREMENTAL_ENV_VAR",
     "MEMORY_ENV_VAR",
     "NO_LIMIT_WORDS",
@@ -42,11 +60,17 @@ MEMORY_ENV_VAR = "LEAN_KERNEL_MEMORY_LIMIT_MB"
 TIMEOUT_ENV_VAR = "LEAN_KERNEL_TIMEOUT"
 INCREMENTAL_ENV_VAR = "LEAN_KERNEL_INCREMENTAL"
 PROJECT_ENV_VAR = "LEAN_KERNEL_PROJECT"
+IDLE_TIMEOUT_ENV_VAR = "LEAN_KERNEL_IDLE_TIMEOUT"
+
+#: Seconds a batch-pool REPL may sit idle before it is ended (and restarted when next needed).
+DEFAULT_IDLE_TIMEOUT = 600.0
 
 #: Words that mean "no limit" wherever a duration or a size is read.
 NO_LIMIT_WORDS = ("none", "off", "inf", "0")
 _TRUE = ("on", "true", "yes", "1")
 _FALSE = ("off", "false", "no", "0")
+HEARTBEATS_ENV_VAR = "LEAN_KERNEL_HEARTBEATS"
+HEARTBEAT_RATE_ENV_VAR = "LEAN_KERNEL_HEARTBEAT_RATE"
 
 
 def parse_seconds(text: str) -> float | None:
@@ -102,6 +126,12 @@ class Settings:
     workers: int | None = None
     incremental: bool = True
     progress: str = "auto"
+    #: seconds before an idle batch-pool REPL is ended; None: never (not "the default")
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    #: Lean's maxHeartbeats per cell and batch command: ``auto``, ``off`` or a number
+    heartbeats: HeartbeatSetting = AUTO
+    #: heartbeats per second ``auto`` assumes (None: ``DEFAULT_HEARTBEAT_RATE``)
+    heartbeat_rate: float | None = None
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -123,6 +153,18 @@ class Settings:
         memory = read(MEMORY_ENV_VAR, parse_megabytes, "a number of MB, e.g. 8000")
         timeout = read(TIMEOUT_ENV_VAR, parse_seconds, "seconds, e.g. 60 (or `none`)")
         incremental = read(INCREMENTAL_ENV_VAR, parse_on_off, "on or off")
+        heartbeats = read(HEARTBEATS_ENV_VAR, parse_heartbeats, "auto, off or e.g. 400000")
+        rate = read(HEARTBEAT_RATE_ENV_VAR, _parse_rate, "heartbeats per second, e.g. 5000")
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+        raw = env.get(IDLE_TIMEOUT_ENV_VAR, "").strip()
+        if raw:  # `none` here means never, not the default
+            try:
+                idle_timeout = parse_seconds(raw)
+            except ValueError:
+                problems.append(
+                    f"{IDLE_TIMEOUT_ENV_VAR}={raw!r} ignored: expected seconds, e.g. 600 (or "
+                    "`none` to keep idle REPLs)."
+                )
         project = None
         raw = env.get(PROJECT_ENV_VAR, "").strip()
         if raw:
@@ -136,6 +178,9 @@ class Settings:
             memory_mb=memory,
             timeout=timeout,
             incremental=incremental is not False,
+            heartbeats=AUTO if heartbeats is None else heartbeats,
+            heartbeat_rate=rate,
+            idle_timeout=idle_timeout,
             problems=tuple(problems),
         )
 
@@ -158,14 +203,27 @@ class Settings:
             project_dir=self.project,
             enable_incremental_optimization=self.incremental,
             working_dir=working_dir,
+            heartbeats=self.heartbeats,
+            heartbeat_rate=self.heartbeat_rate,
         )
 
     def describe_limits(self) -> str:
-        """``timeout per cell: 60 s; memory limit per REPL: none`` (for status lines)."""
+        """``timeout per cell: 60 s; memory limit per REPL: none; heartbeats per cell: auto ...``
+        (for status lines)."""
+        rate = self.heartbeat_rate or DEFAULT_HEARTBEAT_RATE
         return (
             f"timeout per cell: {describe_seconds(self.timeout)}; "
-            f"memory limit per REPL: {describe_megabytes(self.memory_mb)}"
+            f"memory limit per REPL: {describe_megabytes(self.memory_mb)}; "
+            f"heartbeats per cell: {describe_heartbeats(self.heartbeats, self.timeout, rate)}"
         )
+
+
+def _parse_rate(text: str) -> float:
+    """A positive number of heartbeats per second; else ``ValueError``."""
+    value = parse_positive(text, "heartbeats per second")
+    if value is None:
+        raise ValueError(f"{text!r} is not a rate")
+    return value
 
 
 def describe_megabytes(value: float | None) -> str:

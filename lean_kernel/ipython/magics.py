@@ -10,7 +10,8 @@
   diagnostics richly.
 * ``%%lean_batch``: many commands on a background pool that stays warm across batches; returns
   at once, shows live progress with a Cancel button, and fills a results variable.
-* ``%lean_config`` (REPL, project, memory, timeout, workers) and ``%lean_status``.
+* ``%lean_config`` (REPL, project, memory, timeout, workers, idle limit of the pool's REPLs) and
+  ``%lean_status`` (which pool REPLs run, and which were ended for being idle).
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ class LeanMagics(Magics):
     def lean_config(self, line: str) -> None:
         """Show or set the session's Lean settings:
         ``%lean_config [--repl CMD] [--project DIR] [--memory MB] [--timeout S] [--workers N]
-        [--incremental on|off] [--progress auto|widget|text|none]`` (``none`` clears a value).
+        [--incremental on|off] [--progress auto|widget|text|none] [--idle S]`` (``none`` clears a
+        value). ``--idle``: seconds a batch-pool REPL may sit idle before it is ended to free its
+        memory (restarted when needed; default 600, ``none`` keeps idle REPLs).
         """
         session = self.session
         settings = parse_config(line, session.settings)
@@ -126,7 +129,8 @@ class LeanMagics(Magics):
 
     @line_magic
     def lean_status(self, line: str) -> None:
-        """Show the session's REPL, the batch pool's workers and batches, and memory."""
+        """Show the session's REPL, the batch pool's workers (running, or reaped for being idle,
+        with the pool's idle limit) and batches, and memory."""
         if line.strip():
             raise UsageError("%lean_status takes no arguments")
         from IPython.display import display

@@ -95,6 +95,7 @@ def parse_config(line: str, current: Settings) -> Settings:
     parser.add_argument("--workers", type=_argument(_workers), default=_UNSET)
     parser.add_argument("--incremental", type=_argument(parse_on_off), default=_UNSET)
     parser.add_argument("--progress", choices=PROGRESS_MODES, default=_UNSET)
+    parser.add_argument("--idle", type=_argument(parse_seconds), default=_UNSET)
     args = parser.parse_args(_split(line))
     changes: dict[str, Any] = {}
     if args.repl is not _UNSET:
@@ -107,7 +108,13 @@ def parse_config(line: str, current: Settings) -> Settings:
             if not folder.is_dir():
                 raise UsageError(f"--project {args.project}: no such folder")
             changes["project"] = folder
-    for name, key in (("memory", "memory_mb"), ("timeout", "timeout"), ("workers", "workers")):
+    named = (
+        ("memory", "memory_mb"),
+        ("timeout", "timeout"),
+        ("workers", "workers"),
+        ("idle", "idle_timeout"),  # none / off / 0: never end idle REPLs
+    )
+    for name, key in named:
         value = getattr(args, name)
         if value is not _UNSET:
             changes[key] = value
@@ -135,5 +142,6 @@ def describe_settings(settings: Settings) -> str:
             f"batch workers: {show(settings.workers, default='CPUs - 1, capped by memory')}",
             f"incremental: {'on' if settings.incremental else 'off'}",
             f"progress: {settings.progress}",
+            f"idle batch REPLs end after: {show(settings.idle_timeout, ' s', default='never')}",
         ]
     )

@@ -106,6 +106,12 @@ class LeanSession:
             if resized and not self.keeper.running():
                 self.keeper.close_pool()
                 done.append("batch pool closed (the next batch starts one of the new size)")
+            idle_changed = old.idle_timeout != settings.idle_timeout and self._pool is not None
+            if idle_changed and not self.keeper.running():
+                self.keeper.close_pool()
+                done.append("batch pool closed (the next batch starts one with the new idle limit)")
+            elif idle_changed:
+                done.append("the running batch's pool keeps its idle limit; the next pool uses it")
             return done
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
+from lean_kernel.engine.memory import describe_memory
 from lean_kernel.errors import (
     LeanKernelError,
     ReplCancelledError,
@@ -88,6 +89,17 @@ def _repl_failure(error: LeanKernelError, label: str) -> Failure:
         evalue = (
             f"{label} took longer than its time limit; {_AFTER}. For more time put "
             "`%timeout SECONDS` on the cell's first line (or run it alone for every cell)."
+        )
+    elif isinstance(error, ReplMemoryError) and error.by_system:
+        seen = (
+            ""
+            if error.last_seen_mb is None
+            else f" (last seen {describe_memory(error.last_seen_mb)})"
+        )
+        evalue = (
+            f"{label}: the REPL ran out of memory{seen} and the system killed it; {_AFTER}. "
+            "Give Lean more memory (close other programs, or use a machine or container with "
+            "more), or split the work."
         )
     elif isinstance(error, ReplMemoryError):
         evalue = (

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from lean_kernel.batch.args import BatchArgs
 from lean_kernel.batch.keeper import BatchKeeper
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.settings import Settings
 from lean_kernel.notebook import Notebook
 
@@ -42,6 +43,8 @@ class CellPlan:
     body: str
     body_offset: int
     timeout: float | None = None
+    #: Lean's maxHeartbeats for this cell (``%heartbeats`` above the code); None: the session's
+    heartbeats: HeartbeatSetting | None = None
     #: a magic took the body (tactics, a batch ...): there is no Lean code left to run
     done: bool = False
 
@@ -87,6 +90,13 @@ class Host(Protocol):
 
     def describe_repl(self) -> str:
         """What the kernel runs and why, with its limits."""
+        ...
+
+    def set_heartbeats(self, value: HeartbeatSetting) -> None:
+        """Lean's heartbeat limit for every cell and batch from now on."""
+
+    def describe_heartbeats(self) -> str:
+        """The heartbeat limit per cell, and whether the REPL takes it."""
         ...
 
     def switch_config(self, config: LeanREPLConfig) -> None:

@@ -4,7 +4,8 @@ Magics are a table (``MAGICS``) of small handlers, so adding one is one decorate
 cell is read as: optional ``%%name args`` on its first line (a cell magic: it takes the whole
 rest of the cell), else any number of ``%name args`` lines at the top (line magics, run in
 order), then Lean code. A line magic may use the code below it (``%proof`` reads tactics,
-``%timeout`` limits it); whatever code no magic took runs as the cell's Lean code.
+``%timeout`` and ``%heartbeats`` limit it); whatever code no magic took runs as the cell's Lean
+code.
 
 Handlers receive the ``Host`` (``lean_kernel.kernel.host``: the output, the document, the batch
 keeper; never the Jupyter kernel itself) and a ``CellPlan`` they may change; they return an
@@ -24,6 +25,7 @@ from pathlib import Path
 from lean_kernel.batch.args import BatchArgsError, parse_batch_args, split_commands
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.display import render_result, render_table, titled
+from lean_kernel.engine.heartbeats import parse_heartbeats
 from lean_kernel.engine.protocol import LeanError
 from lean_kernel.engine.settings import describe_seconds, parse_seconds
 from lean_kernel.kernel.host import CellPlan, Host, MagicError, Reply
@@ -205,6 +207,29 @@ def _timeout(host: Host, plan: CellPlan, args: str) -> Reply | None:
     return None
 
 
+@magic(
+    "heartbeats",
+    "%heartbeats [N|auto|off]",
+    "Lean's maxHeartbeats for this cell's Lean code (when code follows), else every cell: a "
+    "runaway command stops as a Lean error and the REPL keeps its state; auto: from the "
+    "timeout; alone: show the limit",
+)
+def _heartbeats(host: Host, plan: CellPlan, args: str) -> Reply | None:
+    if not args:
+        host.output.note(host.describe_heartbeats())
+        return None
+    try:
+        value = parse_heartbeats(args)
+    except ValueError as err:
+        raise MagicError(f"{err}. Usage: {MAGICS['heartbeats'].usage}") from None
+    if plan.body.strip():
+        plan.heartbeats = value
+        return None
+    host.set_heartbeats(value)
+    host.output.note(host.describe_heartbeats())
+    return None
+
+
 @magic("restart", "%restart", "restart the Lean REPL and replay the document into it")
 def _restart(host: Host, plan: CellPlan, args: str) -> Reply | None:
     _no_args("restart", args)
@@ -273,8 +298,8 @@ def _help(host: Host, plan: CellPlan, args: str) -> Reply | None:
 # -- batches -----------------------------------------------------------------------------------
 
 BATCH_USAGE = (
-    "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--header CODE] [-o NAME] [--sep LINE] "
-    "[--progress auto|widget|text|none]"
+    "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o NAME] "
+    "[--sep LINE] [--progress auto|widget|text|none]"
 )
 
 
@@ -283,7 +308,8 @@ BATCH_USAGE = (
     "%%lean_batch [OPTIONS]",
     "check the commands below (separated by ---- lines) each on its own, apart from the "
     "document, on a pool of REPLs kept warm across cells; live progress, then a results table. "
-    "OPTIONS: -w WORKERS, -t TIMEOUT (per command), --header CODE (before each command), "
+    "OPTIONS: -w WORKERS, -t TIMEOUT (per command), --heartbeats N|auto|off (Lean's limit per "
+    "command, before the timeout), --header CODE (before each command), "
     "-o NAME (keep the results for %batch), --sep LINE, --progress auto|widget|text|none",
     cell=True,
     needs_body=True,

@@ -30,6 +30,13 @@ from lean_kernel.batch.magic import start_batch
 from lean_kernel.display import eval_outputs, render_error_summary, render_result
 from lean_kernel.display.progress import ProgressMode, Send
 from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
+from lean_kernel.engine.heartbeats import (
+    HeartbeatSetting,
+    backstop,
+    describe_heartbeats,
+    heartbeat_limit,
+    heartbeat_stop,
+)
 from lean_kernel.engine.outcome import failed as is_error
 from lean_kernel.engine.protocol import CommandResponse, LeanError, ProofStepResponse
 from lean_kernel.engine.settings import Settings
@@ -78,7 +85,10 @@ class LeanShell:
 
     def _make_notebook(self, config: LeanREPLConfig) -> Notebook:
         return Notebook(
-            config, timeout=self.settings.timeout, max_process_memory=self.settings.memory_mb
+            config,
+            timeout=self.settings.timeout,
+            heartbeats=self.settings.heartbeats,
+            max_process_memory=self.settings.memory_mb,
         )
 
     def _set_up(self, config: LeanREPLConfig) -> None:
@@ -111,6 +121,33 @@ class LeanShell:
         self.settings = replace(self.settings, timeout=seconds)
         if self._notebook is not None:
             self._notebook.timeout = seconds
+
+    def set_heartbeats(self, value: HeartbeatSetting) -> None:
+        """``%heartbeats N|auto|off`` alone: Lean's limit for every cell and batch from now on."""
+        self.settings = replace(self.settings, heartbeats=value)
+        if self._notebook is not None:
+            self._notebook.heartbeats = value
+
+    def describe_heartbeats(self) -> str:
+        """``%heartbeats`` alone: the limit per cell, and whether this REPL takes it."""
+        settings = self.settings
+        rate = self._config.heartbeat_rate
+        limits = describe_heartbeats(settings.heartbeats, settings.timeout, rate)
+        text = f"Heartbeats per cell: {limits}"
+        with contextlib.suppress(ReplSetupError):
+            if not self._config.use_heartbeat_limits(self.launch()):
+                return (
+                    f"{text}; but this REPL's flavour is unknown, so only the timeout applies "
+                    "(set LEAN_KERNEL_REPL_FLAVOR to fork or upstream to use Lean's limit)."
+                )
+        limit = heartbeat_limit(settings.heartbeats, settings.timeout, rate)
+        if limit is not None and settings.timeout is not None:
+            wall = backstop(settings.timeout)
+            text += (
+                f"; a cell over it stops as a Lean error and the REPL keeps its state (the "
+                f"timeout, as a backstop, kills the REPL after {wall:g} s)"
+            )
+        return text + "."
 
     def describe_repl(self) -> str:
         """What the kernel runs and why, with limits (for ``%project`` alone)."""
@@ -198,6 +235,7 @@ class LeanShell:
             label=self._label,
             line_offset=plan.body_offset,
             timeout=plan.timeout,
+            heartbeats=plan.heartbeats,
             cancel=self.cancel,
         )
         return self._show_run(run, plan.source, plan.body_offset)
@@ -226,6 +264,13 @@ class LeanShell:
             self._show_rechecks([run.replay])
             return self._fail(run.error)
         assert run.response is not None
+        limit = heartbeat_stop(run.response)
+        if limit is not None:
+            self.output.note(
+                f"Lean stopped {self._label} at its heartbeat limit (maxHeartbeats {limit}); the "
+                "REPL kept its state, nothing was replayed. To allow more: `%heartbeats N` above "
+                "the code, or `set_option maxHeartbeats N in` before the declaration."
+            )
         return self._show_response(source, run.response, line_offset)
 
     def _fail(self, error: Exception) -> Reply:

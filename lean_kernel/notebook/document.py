@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.outcome import failed
 from lean_kernel.engine.protocol import CommandResponse, LeanError
 from lean_kernel.errors import LeanKernelError
@@ -57,6 +58,8 @@ class Cell:
     label: str
     line_offset: int = 0
     timeout: float | None = None
+    #: Lean's heartbeat limit of its own (``%heartbeats`` above its code); None: the notebook's
+    heartbeats: HeartbeatSetting | None = None
     result: CellResult | None = None
     env: int | None = None
     parent_env: int | None = None

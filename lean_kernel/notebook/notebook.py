@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.heartbeats import HeartbeatSetting, parse_heartbeats
 from lean_kernel.engine.protocol import CommandResponse
 from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.errors import LeanKernelError, ReplCrashedError, StaleStateError
@@ -67,6 +68,10 @@ class Notebook:
     Args:
         config: how to start the REPL (default: ``LeanREPLConfig()``).
         timeout: default seconds per cell (None: no limit).
+        heartbeats: Lean's ``maxHeartbeats`` per cell, enforced before the timeout kills the REPL
+            (a cell over it fails as a Lean error; nothing is replayed): ``"auto"`` (from the
+            cell's timeout), ``"off"`` or a number; None: the config's (``"auto"``). See
+            ``lean_kernel.engine.heartbeats``.
         max_process_memory: MB one REPL may use before it is killed and the document replayed.
         cache_size: how many (parent env, text) results to keep for identical re-runs.
         server: an already started server to use instead of making one from ``config``.
@@ -79,14 +84,17 @@ class Notebook:
         config: LeanREPLConfig | None = None,
         *,
         timeout: float | None = None,
+        heartbeats: HeartbeatSetting | str | None = None,
         max_process_memory: float | None = None,
         cache_size: int = 4096,
         server: AutoLeanServer | None = None,
     ) -> None:
+        heartbeats = None if heartbeats is None else parse_heartbeats(heartbeats)
         self.config = config if config is not None else LeanREPLConfig()
         self.max_process_memory = max_process_memory
         self._lock = threading.RLock()
         self._repl = NotebookRepl(server if server is not None else self._make_server(self.config))
+        self._repl.heartbeats = heartbeats
         self._document = Document()
         self._states = ProofStates()
         self._cache = ResultCache(cache_size)
@@ -102,6 +110,15 @@ class Notebook:
     @timeout.setter
     def timeout(self, value: float | None) -> None:
         self._replayer.timeout = value
+
+    @property
+    def heartbeats(self) -> HeartbeatSetting | None:
+        """Lean's heartbeat limit per cell (``"auto"``, ``"off"``, a number; None: the config's)."""
+        return self._repl.heartbeats
+
+    @heartbeats.setter
+    def heartbeats(self, value: HeartbeatSetting | str | None) -> None:
+        self._repl.heartbeats = None if value is None else parse_heartbeats(value)
 
     @property
     def cache_size(self) -> int:
@@ -248,17 +265,21 @@ class Notebook:
         label: str | None = None,
         line_offset: int = 0,
         timeout: float | None = None,
+        heartbeats: HeartbeatSetting | str | None = None,
         cancel: threading.Event | None = None,
     ) -> CellRun:
         """Run a cell: append it, or replace the cell with the same id in place.
 
         Cells above it are brought up to date first. ``timeout`` (seconds, default
-        ``self.timeout``, `NO_LIMIT` for none) bounds this cell's command; ``cancel`` stops it
+        ``self.timeout``, `NO_LIMIT` for none) bounds this cell's command; ``heartbeats``
+        (default ``self.heartbeats``) is Lean's limit on it, which stops it first as a Lean
+        error, the REPL keeping its states; ``cancel`` stops it
         (the REPL is killed, restarted, and the document replayed before this returns).
         ``line_offset`` is how many lines of the on-screen cell precede ``text`` (magics), for
         messages. Raises `ImportPlacementError` (nothing changed) for a misplaced import cell.
         """
         cancel = _event(cancel)
+        heartbeats = None if heartbeats is None else parse_heartbeats(heartbeats)
         with self._lock:
             cell_id = self._cell_id(cell_id)
             self._proofs.forget(cell_id)
@@ -279,6 +300,7 @@ class Notebook:
                     replay = self._replayer.recover(error, cancel, label) if killed else None
                     return CellRun(None, error=error, rechecks=rechecks, replay=replay)
                 cell = self._document.place(cell_id, text, label, line_offset, timeout, index)
+                cell.heartbeats = heartbeats
                 try:
                     cached = self._replayer.elaborate(
                         cell, self._document.parent_env(index), cancel

@@ -2,7 +2,9 @@
 
 Env and proof-state ids are numbered per REPL process, so every id the notebook keeps is paired
 with the `ProcessKey` of the process that made it; when the key changes, those ids are dead and
-the cells are replayed. This module is the notebook's only door to the server.
+the cells are replayed. This module is the notebook's only door to the server, and it words
+what happened to the REPL (`describe_failure`, `describe_restart`) from the engine's typed
+values.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 import threading
 from dataclasses import dataclass
 
+from lean_kernel.engine.heartbeats import HeartbeatSetting
+from lean_kernel.engine.memory import describe_memory
 from lean_kernel.engine.protocol import (
     Command,
     CommandResponse,
@@ -18,6 +22,7 @@ from lean_kernel.engine.protocol import (
     ProofStep,
     ProofStepResponse,
 )
+from lean_kernel.engine.restarts import Restart
 from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.errors import (
     LeanKernelError,
@@ -26,6 +31,7 @@ from lean_kernel.errors import (
     ReplMemoryError,
     ReplProtocolError,
     ReplTimeoutError,
+    exit_signal_name,
 )
 
 __all__ = [
@@ -36,6 +42,7 @@ __all__ = [
     "ReplUnavailableError",
     "StepResult",
     "describe_failure",
+    "describe_restart",
     "interrupted_before_start",
     "unavailable",
 ]
@@ -77,11 +84,21 @@ class NotebookRepl:
     def __init__(self, server: AutoLeanServer) -> None:
         self.server = server
         self._servers = 0
+        #: Lean's heartbeat limit for the cells (None: the server config's; `engine.heartbeats`)
+        self.heartbeats: HeartbeatSetting | None = None
 
     @property
     def process(self) -> ProcessKey:
         """The running process (it changes when the server restarts or is replaced)."""
         return ProcessKey(self._servers, self.server.generation)
+
+    def last_restart(self) -> Restart | None:
+        """Why the running process replaced the one before it, as the server recorded it; None
+        when it is the server's first process (or the record is of an earlier restart)."""
+        restart = getattr(self.server, "last_restart", None)
+        if isinstance(restart, Restart) and restart.generation == self.server.generation:
+            return restart
+        return None
 
     def replace(self, server: AutoLeanServer) -> None:
         """Run in ``server`` from now on (every id of the old one is dead) and close the old."""
@@ -90,11 +107,20 @@ class NotebookRepl:
         old.close()
 
     def command(
-        self, text: str, env: int | None, timeout: float | None, cancel: threading.Event | None
+        self,
+        text: str,
+        env: int | None,
+        timeout: float | None,
+        cancel: threading.Event | None,
+        heartbeats: HeartbeatSetting | None = None,
     ) -> CellResult:
-        """Elaborate ``text`` on ``env`` (None: a fresh environment)."""
+        """Elaborate ``text`` on ``env`` (None: a fresh environment); ``heartbeats``: the cell's
+        own limit (None: ``self.heartbeats``)."""
         request = Command(cmd=text, env=env)
-        return self.server.run(request, timeout=_server_timeout(timeout), cancel=cancel)
+        limit = self.heartbeats if heartbeats is None else heartbeats
+        return self.server.run(
+            request, timeout=_server_timeout(timeout), cancel=cancel, heartbeats=limit
+        )
 
     def step(
         self, tactic: str, state: int, timeout: float | None, cancel: threading.Event | None
@@ -143,11 +169,51 @@ def describe_failure(err: BaseException) -> str:
     if isinstance(err, ReplTimeoutError):
         return "timed out" if err.timeout is None else f"timed out after {err.timeout:g} s"
     if isinstance(err, ReplMemoryError):
+        if err.by_system:
+            return f"ran out of memory{_last_seen(err.last_seen_mb)}"
         return "went over the memory limit"
     if isinstance(err, ReplProtocolError):
         return "made the REPL write garbage"
     if isinstance(err, ReplCrashedError):
         if err.exit_code is None:
             return "crashed the REPL"
-        return f"crashed the REPL (exit code {err.exit_code})"
+        return f"crashed the REPL ({_exit_words(err.exit_code)})"
     return "failed: " + (str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+
+def describe_restart(restart: Restart | None) -> str:
+    """Why the REPL was replaced, to head a replay's summary, when no cell of the document is
+    to blame (those name themselves): "REPL restarted: it died between cells (signal 9, ...)".
+    """
+    if restart is None or restart.kind == "requested":
+        return "REPL restarted"
+    if restart.kind == "exited":
+        err = restart.error
+        if isinstance(err, ReplMemoryError) and err.by_system:
+            return (
+                f"REPL restarted: it ran out of memory between cells{_last_seen(err.last_seen_mb)}"
+            )
+        code = restart.exit_code
+        return "REPL restarted: it died between cells" + (
+            f" ({_exit_words(code)})" if code is not None else ""
+        )
+    if restart.kind == "memory":
+        return (
+            f"REPL restarted: it was over its memory limit between cells ({restart.memory_reason})"
+        )
+    if restart.kind == "stopped":
+        return "REPL restarted: its process had been stopped"
+    what = describe_failure(restart.error) if restart.error is not None else "failed"
+    return f"REPL restarted because a command outside the document {what}"
+
+
+def _exit_words(exit_code: int) -> str:
+    """``exit code 3``, or ``signal 9, SIGKILL`` for a process a signal ended."""
+    if exit_code >= 0:
+        return f"exit code {exit_code}"
+    name = exit_signal_name(exit_code) or ""
+    return f"signal {-exit_code}" + (f", {name}" if name.startswith("SIG") else "")
+
+
+def _last_seen(last_seen_mb: float | None) -> str:
+    return "" if last_seen_mb is None else f" (last seen {describe_memory(last_seen_mb)})"

@@ -15,12 +15,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lean_kernel.engine.heartbeats import heartbeat_stop
 from lean_kernel.engine.outcome import failed
 from lean_kernel.engine.protocol import CommandResponse, LeanError, ProofStepResponse
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
 from lean_kernel.notebook.cache import CachedResult, ResultCache
 from lean_kernel.notebook.document import Cell, Document
-from lean_kernel.notebook.process import NotebookRepl, describe_failure
+from lean_kernel.notebook.process import (
+    NotebookRepl,
+    ProcessKey,
+    describe_failure,
+    describe_restart,
+)
 from lean_kernel.notebook.proofstates import ProofStates
 
 __all__ = ["MAX_RESTARTS", "Recheck", "Replayer"]
@@ -91,6 +97,9 @@ class Replayer:
     REPL was last replaced, for the next replay's summary. The caller serialises calls.
     """
 
+    #: why the running process replaced the one before, told by the notebook, and that process
+    _reason: tuple[ProcessKey, str] | None = None
+
     def __init__(
         self,
         document: Document,
@@ -104,7 +113,24 @@ class Replayer:
         self.cache = cache
         self.states = states
         self.timeout = timeout
-        self.restart_reason = ""
+
+    @property
+    def restart_reason(self) -> str:
+        """Why the running REPL process replaced the one before, to head a replay's summary.
+
+        A reason the notebook gave (a cell it ran killed the REPL, ``%restart`` ...) holds for
+        the process started then only; for any later one the server's typed record says why
+        (the REPL died between cells, went over memory ...), so a reason is never reused.
+        """
+        told = self._reason
+        if told is not None and told[0] == self.repl.process:
+            return told[1]
+        return describe_restart(self.repl.last_restart())
+
+    @restart_reason.setter
+    def restart_reason(self, why: str) -> None:
+        """Say why the REPL was just replaced (the reason holds for the running process)."""
+        self._reason = (self.repl.process, why)
 
     def elaborate(self, cell: Cell, parent: int | None, cancel: threading.Event) -> bool:
         """Elaborate the cell on ``parent`` (or take the cached result); returns whether cached.
@@ -118,12 +144,13 @@ class Replayer:
         if hit is None:
             timeout = cell.timeout if cell.timeout is not None else self.timeout
             started = time.monotonic()
-            result = self.repl.command(cell.text, parent, timeout, cancel)
+            result = self.repl.command(cell.text, parent, timeout, cancel, cell.heartbeats)
             hit = CachedResult(result, time.monotonic() - started)
             if self.repl.process != process:
                 # The answer is from a new process the other cells are not in yet.
                 raise StaleStateError("the REPL process was replaced before the command ran")
-            self.cache.put(process, parent, cell.text, hit)
+            if heartbeat_stop(result) is None:  # a limit can change: run it again then
+                self.cache.put(process, parent, cell.text, hit)
         cell.set_result(hit.result, parent, hit.elapsed, process)
         sorries = hit.result.sorries if isinstance(hit.result, CommandResponse) else []
         cell.sorry_handles = self.states.for_cell(
@@ -155,11 +182,16 @@ class Replayer:
     def recover(self, err: LeanKernelError, cancel: threading.Event, label: str) -> Recheck:
         """After the REPL died on a command: replay the whole document into the new process.
 
-        The interrupt that caused it is spent; a second one stops the replay.
+        The interrupt that caused it is spent; a second one stops the replay. An interrupt that
+        came before the cell ran killed the REPL in the cell that was being brought up to date,
+        which the reason already names.
         """
+        told = self._reason
+        named = told is not None and told[0] == self.repl.process
         if isinstance(err, ReplCancelledError):
             cancel.clear()
-        self.restart_reason = f"REPL restarted because {label} {describe_failure(err)}"
+        if not (isinstance(err, ReplCancelledError) and not err.started and named):
+            self.restart_reason = f"REPL restarted because {label} {describe_failure(err)}"
         recheck = self.bring_up_to_date(len(self.document.cells), cancel)
         recheck.kind = "replay"
         recheck.why = self.restart_reason
@@ -196,11 +228,9 @@ class Replayer:
             try:
                 self.elaborate(cell, parent, cancel)
             except StaleStateError:
-                self.restart_reason = (
-                    "REPL restarted (its process had exited or used too much memory)"
-                )
+                pass  # the server replaced its process on its own: its record says why
             except ReplCancelledError:
-                self.restart_reason = "REPL restarted after an interrupt"
+                self.restart_reason = f"REPL restarted because {cell.label} was interrupted"
                 recheck.interrupted = True
                 break
             except LeanKernelError as err:
