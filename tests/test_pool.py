@@ -7,6 +7,8 @@ import asyncio
 import gc
 import json
 import multiprocessing
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from types import SimpleNamespace
@@ -459,3 +461,24 @@ def test_batch_heartbeats_argument_sets_the_limit_per_command(request_log):
             pool.submit_batch([slow], heartbeats="many")
     assert cut.results.statuses == ["error"] and passed.results.statuses == ["ok"]
     assert "heartbeats (100)" in cut[0].messages[0].data
+
+
+def test_a_script_that_ends_during_a_batch_exits_and_leaves_no_repl(request_log):
+    """Python joins the pool's threads at exit; the pool closes first, so nothing hangs."""
+    script = (
+        "import sys, time\n"
+        "from lean_kernel import LeanREPLConfig, LeanServerPool\n"
+        f"pool = LeanServerPool(LeanREPLConfig(repl_command={fake_repl_command()!r}), "
+        "num_workers=2)\n"
+        "pool.submit_batch(['#fake_hang', '#fake_hang', '#eval 1'])\n"
+        "time.sleep(0.5)\n"
+        "print('leaving', flush=True)\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "leaving" in result.stdout
+    assert time.monotonic() - started < 30
+    assert wait_no_repl_processes() == []

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import inspect
 import threading
 import uuid
 import warnings
@@ -134,6 +136,7 @@ class LeanServerPool:
             self.idle_timeout,
         )
         self._finalizer = weakref.finalize(self, self._dispatcher.close)
+        _close_before_thread_joins(self._finalizer)
         self._dispatcher.start()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -301,66 +304,37 @@ class LeanServerPool:
         """
         handle = self._submit_with_progress(
             commands,
-            show_progress,
-            header,
-            timeout_per_cmd,
-            header_timeout,
-            keep_states,
-            heartbeats,
-        )
-        return handle.result().responses()
-
-    def _submit_with_progress(
-        self,
-        commands: Iterable[CommandLike],
-        show_progress: bool,
-        header: str | None,
-        timeout_per_cmd: float | None,
-        header_timeout: float | None,
-        keep_states: bool,
-        heartbeats: HeartbeatSetting | str | None = None,
-    ) -> BatchHandle:
-        handle = self.submit_batch(
-            commands,
-            header=header,
+            show_progress=show_progress,
             timeout_per_cmd=timeout_per_cmd,
+            header=header,
             header_timeout=header_timeout,
             keep_states=keep_states,
             heartbeats=heartbeats,
         )
-        if show_progress:
-            from lean_kernel.display.progress import attach_progress
-
-            attach_progress(handle)
-        return handle
+        return handle.result().responses()
 
     async def async_run_batch(
-        self,
-        commands: Iterable[CommandLike],
-        *,
-        timeout_per_cmd: float | None = None,
-        show_progress: bool = False,
-        header: str | None = None,
-        header_timeout: float | None = None,
-        keep_states: bool = False,
-        heartbeats: HeartbeatSetting | str | None = None,
+        self, commands: Iterable[CommandLike], **options: Any
     ) -> ResponseList:
-        """``run_batch`` without blocking the event loop; cancelling the task cancels the batch."""
-        handle = self._submit_with_progress(
-            commands,
-            show_progress,
-            header,
-            timeout_per_cmd,
-            header_timeout,
-            keep_states,
-            heartbeats,
-        )
+        """``run_batch`` without blocking the event loop (same arguments); cancelling the task
+        cancels the batch."""
+        handle = self._submit_with_progress(commands, **options)
         try:
             results = await asyncio.wrap_future(handle.future)
         except asyncio.CancelledError:
             handle.cancel()
             raise
         return results.responses()
+
+    def _submit_with_progress(
+        self, commands: Iterable[CommandLike], *, show_progress: bool = False, **options: Any
+    ) -> BatchHandle:
+        handle = self.submit_batch(commands, **options)
+        if show_progress:
+            from lean_kernel.display.progress import attach_progress
+
+            attach_progress(handle)
+        return handle
 
     # -- looking inside ------------------------------------------------------------------------
 
@@ -430,3 +404,21 @@ def _item(
         settings_offset=imports.line_offset,
         request=template,
     )
+
+
+# help() and IDEs show async_run_batch with run_batch's arguments, which it takes.
+LeanServerPool.async_run_batch.__signature__ = inspect.signature(LeanServerPool.run_batch)  # type: ignore[attr-defined]
+
+
+def _close_before_thread_joins(close: weakref.finalize) -> None:
+    """Close the pool when the interpreter ends, before it waits for the pool's threads.
+
+    A script that ends while a batch runs would otherwise hang: Python joins the executor's
+    threads (blocked in REPL reads) before any ``atexit`` hook could close the pool. Hooks
+    registered here run before those joins (``concurrent.futures`` uses the same mechanism, and
+    later registrations run first). ``close`` is idempotent and holds no reference to the pool.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter is already shutting down
+            register(close)

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 KERNEL_NAME = "lean4"
 #: argv[0] values Jupyter replaces with its own Python (jupyter_client's launcher does).
@@ -114,19 +115,15 @@ class Registration:
     problem: str | None = None
 
 
-def register(
-    *,
-    user: bool = False,
-    prefix: str | None = None,
-    env: dict[str, str] | None = None,
-    name: str = KERNEL_NAME,
-) -> Registration:
-    """Install the spec, then make sure the spec Jupyter starts is this one or says the same.
+def register(**where: Any) -> Registration:
+    """Install the spec (``where``: ``install``'s arguments), then make sure the spec Jupyter
+    starts is this one or says the same.
 
     When another ``name`` spec comes first on Jupyter's path (the venv's, under ``--user``)
     and differs, it gets the same content: settings given to ``install`` must not be lost.
     """
-    destination = Path(install(user=user, prefix=prefix, env=env, name=name)).resolve()
+    name = where.get("name", KERNEL_NAME)
+    destination = Path(install(**where)).resolve()
     specs = installed_specs(name)
     used = specs[0] if specs else None
     result = Registration(destination, used.directory if used else None)
