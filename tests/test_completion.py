@@ -9,6 +9,7 @@ from lean_kernel.text.completion import (
     COMMANDS,
     KEYWORDS,
     TACTICS,
+    CompleteCheck,
     CompletionResult,
     check_complete,
     complete,
@@ -432,3 +433,157 @@ def test_mask_keeps_positions():
     assert masked.text.count("\n") == 1
     assert "(" not in masked.text and "c" not in masked.text.split("\n")[0][15:]
     assert masked.text.endswith(" x")
+
+
+# --- is_complete for `jupyter console`: multi-line cells typed line by line ------------------
+
+
+def typed(lines: list[str]) -> list[tuple[str, str]]:
+    """What the console asks on each Enter while `lines` are typed: (status, indent) per line."""
+    replies = []
+    for k in range(len(lines)):
+        check = check_complete("\n".join(lines[: k + 1]))
+        replies.append((check.status, check.indent))
+    return replies
+
+
+def test_definition_by_cases_waits_for_its_cases_until_a_blank_line():
+    lines = ["def sumTo : Nat → Nat", "  | 0 => 0", "  | n + 1 => (n + 1) + sumTo n", "  "]
+    assert typed(lines) == [
+        ("incomplete", "  "),  # a signature without a body: the cases come next
+        ("incomplete", "  "),
+        ("incomplete", "  "),
+        ("complete", ""),  # the blank line runs it, as one cell
+    ]
+
+
+def test_cases_at_column_zero_also_wait():
+    assert typed(["def f : Nat → Nat", "| 0 => 1", "| _ => 2", ""]) == [
+        ("incomplete", "  "),
+        ("incomplete", ""),
+        ("incomplete", ""),
+        ("complete", ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "def sumTo : Nat → Nat",
+        "theorem add_zero' (n : Nat) : n + 0 = n",
+        "lemma foo : True",
+        "example : 2 + 2 = 4",
+        "abbrev N : Type",
+        "instance : Inhabited Nat",
+        "instance (priority := low) : Inhabited Nat",
+        "@[simp] private theorem t (x : Nat := 1) : x = x",
+        "noncomputable def g : Nat → Nat",
+        "theorem abs_form : 0 ≤ |a|",
+        "theorem long (a : Nat)\n    (h : a = 1)",
+    ],
+)
+def test_a_declaration_without_its_body_is_incomplete(signature):
+    assert check_complete(signature).status == "incomplete"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "structure Empty'",
+        "inductive Void",
+        "class Marker (α : Type)",
+        "axiom ax : False",
+        "opaque secret : Nat",
+        "def sumTo : Nat → Nat\n  | 0 => 0\n  | n + 1 => sumTo n\n\n#eval sumTo 10",
+    ],
+)
+def test_declarations_that_may_end_at_their_signature_are_complete(code):
+    assert check_complete(code).status == "complete"
+
+
+def test_theorem_by_tactics_runs_as_one_cell():
+    lines = [
+        "theorem double_add' (a b : Nat) : double (a + b) = double a + double b := by",
+        "  unfold double",
+        "  omega",
+        "",
+    ]
+    assert typed(lines) == [
+        ("incomplete", "  "),
+        ("incomplete", "  "),
+        ("incomplete", "  "),
+        ("complete", ""),
+    ]
+
+
+def test_match_with_waits_for_its_alternatives():
+    assert typed(["#eval match 3 with", "  | 0 => 1", "  | _ => 2", ""]) == [
+        ("incomplete", "  "),
+        ("incomplete", "  "),
+        ("incomplete", "  "),
+        ("complete", ""),
+    ]
+
+
+def test_where_waits_for_its_fields():
+    assert typed(["structure Point where", "  x : Nat", "  y : Nat", ""]) == [
+        ("incomplete", "  "),
+        ("incomplete", "  "),
+        ("incomplete", "  "),
+        ("complete", ""),
+    ]
+    lines = ["def f (n : Nat) : Nat := g n where", "  g (k : Nat) : Nat := k + 1", ""]
+    assert typed(lines) == [("incomplete", "  "), ("incomplete", "  "), ("complete", "")]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "def main : IO Unit := do",
+        "def inc : Nat → Nat := fun",
+        "theorem t (a b : Nat) (h : a = b) : a = b := calc",
+        "theorem t : a = c :=\n  calc a = b := h1",
+        "example : True ∧ True := by\n  constructor\n  · trivial",
+        "def f : Nat → Nat\n  | 0 =>",
+        "#eval (1 +\n  2",
+        "/-- A docstring\n\nwith a blank line",
+        "mutual",
+        "mutual\n  def even : Nat → Bool\n    | 0 => true\n    | n + 1 => odd n",
+    ],
+)
+def test_open_constructs_keep_reading(code):
+    assert check_complete(code).status == "incomplete"
+
+
+def test_a_closed_mutual_block_is_complete():
+    code = (
+        "mutual\n  def even : Nat → Bool\n    | 0 => true\n    | n + 1 => odd n\n"
+        "  def odd : Nat → Bool\n    | 0 => false\n    | n + 1 => even n\nend"
+    )
+    assert check_complete(code).status == "complete"
+
+
+def test_lean_batch_cell_reads_until_a_blank_line():
+    lines = [
+        "%%lean_batch -w 2",
+        "theorem a : 1 + 1 = 2 := rfl",
+        "----",
+        "theorem b : 2 + 2 = 4 := by",
+        "  decide",
+        "",
+    ]
+    assert typed(lines) == [
+        ("incomplete", ""),
+        ("incomplete", ""),  # a finished command does not end the cell
+        ("incomplete", ""),
+        ("incomplete", "  "),  # the indent follows the command being typed
+        ("incomplete", "  "),
+        ("complete", ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    "code", ["#eval 1 + 1", "#check Nat.add_comm", "def double (n : Nat) := 2 * n"]
+)
+def test_a_finished_one_liner_runs_at_once(code):
+    assert check_complete(code) == CompleteCheck("complete")

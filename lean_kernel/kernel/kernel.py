@@ -17,6 +17,7 @@ every 50 ms and answers by killing the REPL; the notebook restarts it and replay
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
@@ -184,6 +185,10 @@ class LeanKernel(Kernel):
 
 def main(argv: list[str] | None = None) -> None:
     """Start the kernel (what the kernelspec runs)."""
+    # ipykernel's debugger (debugpy) warns on every start under Python 3.11+ that frozen modules
+    # may hide breakpoints; this kernel runs no Python for users, so the warning only confuses
+    # (it lands in the first cell's output, and in `jupyter console`).
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     from ipykernel.kernelapp import IPKernelApp
 
     IPKernelApp.launch_instance(argv=argv, kernel_class=LeanKernel)

@@ -20,6 +20,7 @@ import contextlib
 import inspect
 import logging
 import os
+import re
 import threading
 from dataclasses import replace
 from typing import Any
@@ -50,7 +51,22 @@ from lean_kernel.notebook import Notebook, Recheck, RunOutcome
 from lean_kernel.text.completion import check_complete, complete
 from lean_kernel.text.syntax import declared_names
 
-__all__ = ["LeanShell"]
+__all__ = ["LeanShell", "exit_request"]
+
+# `exit` / `quit` alone, as ipykernel reads them (also `exit()`, `exit(keep_kernel=True)`).
+_EXIT = re.compile(
+    r"\s*(?:exit|quit)\s*(?:\(\s*\)|\(\s*(?:keep_kernel\s*=\s*)?(True|False)\s*\))?\s*"
+)
+
+
+def exit_request(code: str) -> bool | None:
+    """For ``exit`` / ``quit`` (alone, or called): whether to keep the kernel; else None.
+
+    Never Lean (Lean reads them as an unexpected identifier): as in ipykernel, the kernel asks
+    the frontend to quit, so ``jupyter console`` exits on them as it does for Python.
+    """
+    match = _EXIT.fullmatch(code)
+    return None if match is None else match.group(1) == "True"
 
 
 class LeanShell:
@@ -203,6 +219,9 @@ class LeanShell:
             self.cancel.clear()
 
     async def _execute(self, code: str) -> Reply:
+        keep_kernel = exit_request(code)
+        if keep_kernel is not None:
+            return self._ask_exit(keep_kernel)
         parsed = parse_cell(code)
         plan = parsed.plan
         for call in parsed.calls:
@@ -214,6 +233,17 @@ class LeanShell:
         if plan.done:
             return {"status": "ok"}
         return self._run_lean(plan)
+
+    def _ask_exit(self, keep_kernel: bool) -> Reply:
+        """``exit`` / ``quit``: ipykernel's ``ask_exit`` payload, which ``jupyter console``
+        obeys (it quits, shutting the kernel down unless ``keep_kernel=True``). Notebooks
+        ignore it, so there the cell says how to stop the kernel instead."""
+        if self._cell_id is not None:
+            self.output.note(
+                "`exit` asks the frontend to quit; notebook frontends (JupyterLab, Notebook 7) "
+                "ignore that: to stop this kernel use the Kernel menu (Shut Down)."
+            )
+        return {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": keep_kernel}]}
 
     def _run_lean(self, plan: CellPlan) -> Reply:
         """Run the cell's Lean code as a cell of the document and show the result."""
@@ -387,15 +417,22 @@ class LeanShell:
             self.cancel.clear()
 
     def is_complete(self, code: str) -> Reply:
-        """For ``jupyter console``: run the input, or keep reading lines (with an indent)."""
+        """For ``jupyter console``: run the input, or keep reading lines (with an indent).
+
+        A cell magic (``%%lean_batch``) reads lines until a blank one; a line magic that needs
+        code (``%proof``) waits for it; Lean code waits while it can still go on (see
+        ``check_complete``). An unknown magic is ``invalid``: the console runs it and shows why.
+        """
         try:
             parsed = parse_cell(code)
             entries = [lookup(call) for call in parsed.calls]
         except MagicError:
             return {"status": "invalid"}
         body = parsed.plan.body
-        if not body.strip():
-            if any(entry.needs_body or entry.cell for entry in entries):
+        if any(entry.cell for entry in entries):
+            body = code  # check_complete's `%%` rule: up to a blank line
+        elif not body.strip():
+            if any(entry.needs_body for entry in entries):
                 return {"status": "incomplete", "indent": ""}
             return {"status": "complete"}
         check = check_complete(body)

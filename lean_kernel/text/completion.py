@@ -16,12 +16,13 @@ Pure Python; the kernel turns the results into Jupyter replies.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lean_kernel.text import abbreviations
-from lean_kernel.text.syntax import IDENT_RE, is_id_first, is_id_rest, mask
+from lean_kernel.text.syntax import ID_REST, IDENT_RE, is_id_first, is_id_rest, mask
 
 KEYWORDS: tuple[str, ...] = (
     "abbrev", "at", "attribute", "axiom", "by", "calc", "catch", "class", "continue", "def",
@@ -231,6 +232,23 @@ _CONTINUATION_ENDINGS = (
     "⊕", "∑", "∏", "⋃", "⋂", "⨆", "⨅", "\\",
 )  # fmt: skip
 _INDENT_STEP = "  "
+# The declarations Lean rejects without a body (`:=`, `| pattern => ...` or `where`): Enter
+# after `def f : Nat → Nat` waits for the `| 0 => 0` lines. (`structure`, `inductive`, `class`,
+# `axiom` and `opaque` can end at their signature.)
+_NEEDS_BODY = re.compile(
+    r"(?:@\[[^\]]*\]\s*|(?:private|protected|noncomputable|partial|unsafe|nonrec|scoped|local)"
+    f"\\s+)*(?:def|theorem|lemma|abbrev|example|instance)(?![{ID_REST}.])"
+)
+# Lines starting with these begin a command (at any indent: inside `mutual` they are indented),
+# so the command being typed is the text from the last such line on.
+_COMMAND_START = re.compile(
+    r"\s*(?:#|@\[|(?:def|theorem|lemma|abbrev|example|instance|structure|class|inductive|axiom|"
+    r"opaque|private|protected|noncomputable|partial|unsafe|nonrec|scoped|local|mutual|end|"
+    r"namespace|section|open|set_option|variable|universe|import|attribute|export|notation|"
+    f"infixl?|infixr|prefix|postfix|macro|macro_rules|syntax|elab|elab_rules)(?![{ID_REST}.]))"
+)
+_BODY_WORD = re.compile(f"(?<![{ID_REST}.])where(?![{ID_REST}.])")
+_ALTERNATIVE = re.compile(r"\|[^|]*=>")
 
 
 def check_complete(code: str) -> CompleteCheck:
@@ -238,9 +256,17 @@ def check_complete(code: str) -> CompleteCheck:
     should put on the next line when more must come.
 
     Incomplete: an open `/-` comment, string or bracket; a last line ending in `:=`, `by`,
-    `where`, `=>`, `,`, an operator ...; or an indented block (as in IPython, a blank line ends
-    it, so a tactic proof can span lines). Comments and literals never count.
+    `where`, `with`, `=>`, `|`, `,`, an operator ...; a `def`/`theorem`/`instance`... still
+    without its body (`def f : Nat → Nat`, its `| 0 => 0` lines to come); an open `mutual`; or
+    an indented block or `| pattern => ...` lines (as in IPython, a blank line ends them, so a
+    tactic proof or a definition by cases can span lines). A first line `%%magic` (a cell magic,
+    e.g. `%%lean_batch`) takes every line up to a blank one, as in IPython. Comments and literals
+    never count. A finished one-liner (`#eval 1 + 1`) is complete, so Enter runs it.
     """
+    lines = code.split("\n")
+    first = next((k for k, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].startswith("%%"):
+        return _check_cell_magic(lines, first)
     masked = mask(code)
     text = masked.text
     stack: list[str] = []
@@ -257,16 +283,70 @@ def check_complete(code: str) -> CompleteCheck:
     if not content:
         return CompleteCheck("incomplete" if masked.open_comment else "complete")
     last = content[-1]
-    indent = last[: len(last) - len(last.lstrip())]
+    indent = _indent_of(last)
     if masked.open_string:
         return CompleteCheck("incomplete", "")
     if masked.open_comment:
         return CompleteCheck("incomplete", indent)
     if stack or _ends_open(last.rstrip()):
         return CompleteCheck("incomplete", indent + _INDENT_STEP)
-    if len(lines) > 1 and indent and lines[-1].strip():
-        return CompleteCheck("incomplete", indent)  # inside an indented block: blank line ends it
+    command = _current_command(content)
+    if _NEEDS_BODY.match(" ".join(command).strip()) and not _has_body(command):
+        head = _indent_of(command[0])
+        deeper = len(command) > 1 and len(indent) > len(head)
+        return CompleteCheck("incomplete", indent if deeper else head + _INDENT_STEP)
+    if _open_mutual(content):
+        return CompleteCheck("incomplete", indent if indent else _INDENT_STEP)
+    if lines[-1].strip() and (last.lstrip().startswith("|") or (len(lines) > 1 and indent)):
+        return CompleteCheck("incomplete", indent)  # a block or `|` cases: a blank line ends it
     return CompleteCheck("complete")
+
+
+def _check_cell_magic(lines: list[str], first: int) -> CompleteCheck:
+    """`%%magic` takes the cell: more lines until a blank one; the indent is that of the code
+    being typed under it (a tactic block in a `%%lean_batch` command)."""
+    if not lines[-1].strip():
+        return CompleteCheck("complete")
+    rest = "\n".join(lines[first + 1 :])
+    inner = check_complete(rest) if rest.strip() else CompleteCheck("complete")
+    return CompleteCheck("incomplete", inner.indent if inner.status == "incomplete" else "")
+
+
+def _indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _current_command(content: list[str]) -> list[str]:
+    """The (masked, non-blank) lines of the command being typed: from the last line that
+    starts a command; all of them when none does."""
+    for k in range(len(content) - 1, -1, -1):
+        if _COMMAND_START.match(content[k]):
+            return content[k:]
+    return content
+
+
+def _has_body(command: list[str]) -> bool:
+    """Whether a declaration has reached its body: `:=`, `where` or `| p => ...` outside
+    brackets (`instance (priority := low)` and `(x : Nat := 0)` are not bodies)."""
+    depth = 0
+    top = []
+    for c in "\n".join(command):
+        if c in _BRACKETS:
+            depth += 1
+        elif c in _CLOSERS:
+            depth = max(0, depth - 1)
+        top.append(c if depth == 0 and c not in _CLOSERS else " ")
+    flat = "".join(top)
+    return ":=" in flat or bool(_BODY_WORD.search(flat) or _ALTERNATIVE.search(flat))
+
+
+def _open_mutual(content: list[str]) -> bool:
+    """A `mutual` block not yet closed by its `end`."""
+    for line in reversed(content):
+        word = line.split()[0]
+        if word in ("mutual", "end"):
+            return word == "mutual"
+    return False
 
 
 def _ends_open(line: str) -> bool:
