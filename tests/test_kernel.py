@@ -6,6 +6,7 @@ runs the fake REPL with a request log, so each test can check what reached the R
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -599,3 +600,119 @@ def test_lean_batch_heartbeats_option_limits_each_command(start_kernel):
     assert "set_option maxHeartbeats 100" in own.commands()
     bad = kernel.execute("%%lean_batch --heartbeats lots\n#eval 1")
     assert bad.reply["ename"] == "UsageError" and "not a heartbeat limit" in bad.reply["evalue"]
+
+
+# -- jupyter console: is_complete for multi-line cells, exit / quit ------------------------------
+
+
+def test_is_complete_keeps_multi_line_cells_together(kernel):
+    def status(code: str) -> tuple[str, str]:
+        reply = kernel.is_complete(code)
+        return reply["status"], reply.get("indent", "")
+
+    cases = "def sumTo : Nat → Nat\n  | 0 => 0\n  | n + 1 => (n + 1) + sumTo n"
+    assert status("def sumTo : Nat → Nat") == ("incomplete", "  ")
+    assert status(cases) == ("incomplete", "  ")
+    assert status(cases + "\n") == ("complete", "")
+    assert status("#eval match 3 with") == ("incomplete", "  ")
+    assert status("structure Point where\n  x : Nat") == ("incomplete", "  ")
+    assert status("#eval 1 + 1") == ("complete", "")
+    assert status("%%lean_batch") == ("incomplete", "")
+    assert status("%%lean_batch\n#eval 1\n----\n#eval 2") == ("incomplete", "")
+    assert status("%%lean_batch\n#eval 1\n----\n#eval 2\n") == ("complete", "")
+    assert status("%%lean_batch\ntheorem t : True := by") == ("incomplete", "  ")
+    assert status("%proof\nsimp") == ("complete", "")
+    assert status("exit") == ("complete", "")
+
+
+@pytest.mark.parametrize("code", ["exit", "quit", "exit()", " quit() \n"])
+def test_exit_and_quit_ask_the_console_to_quit_without_reaching_lean(kernel, log, code):
+    run = kernel.execute(code)
+    assert run.status == "ok" and run.outputs == []
+    assert run.reply["payload"] == [{"source": "ask_exit", "keepkernel": False}]
+    assert log.commands() == []
+    assert kernel.execute("#eval 2 + 2").stdout == "4\n"  # the kernel itself stays up
+
+
+def test_exit_keep_kernel_and_exit_in_a_notebook(kernel, log):
+    kept = kernel.execute("exit(keep_kernel=True)")
+    assert kept.reply["payload"] == [{"source": "ask_exit", "keepkernel": True}]
+    in_notebook = kernel.execute("exit", "a")
+    assert in_notebook.reply["payload"][0]["source"] == "ask_exit"
+    assert "Kernel menu" in in_notebook.plain  # notebooks ignore the request: say so
+    assert log.commands() == []
+    # Only `exit` alone is the frontend's: in Lean code it is Lean's to judge.
+    kernel.execute("#eval 1\nexit", "b")
+    assert log.commands() == ["#eval 1\nexit"]
+
+
+def test_setup_display_ends_on_the_failure_instead_of_setting_up(start_kernel, tmp_path):
+    """On a machine without Lean the first cell's setup line says that setup failed, above the
+    error, instead of staying at "Setting up Lean..."."""
+    missing = str(tmp_path / "no-such-repl")
+    kernel, _ = start_kernel(env={"LEAN_KERNEL_REPL": missing}, kernel_name=BARE_KERNEL_NAME)
+    run = kernel.execute("#eval 1", "a")
+    assert run.reply["ename"] == "ReplSetupError"
+    shown = [c for kind, c in run.outputs if "display_data" in kind and c.get("transient")]
+    assert shown and shown[0]["data"]["text/plain"] == "Setting up Lean..."
+    ids = {c["transient"]["display_id"] for c in shown}
+    assert len(ids) == 1, "one display, updated in place"
+    last = shown[-1]["data"]["text/plain"]
+    assert last.startswith("Setting up Lean: failed after ") and "error is below" in last
+    kinds = [kind for kind, _ in run.outputs]
+    assert kinds.index("error") > max(i for i, k in enumerate(kinds) if "display_data" in k)
+    # The kernel lives on, and the next cell says the same, without a stale line either.
+    again = kernel.execute("#eval 2", "b")
+    assert again.reply["ename"] == "ReplSetupError"
+    assert again.outputs[-2][1]["data"]["text/plain"].startswith("Setting up Lean: failed")
+
+
+def test_cells_magic_shows_each_cell_under_its_own_word_and_never_a_sorry_as_ok(start_kernel):
+    kernel, _ = start_kernel("--heartbeat-rate", "1000", env=HEARTBEAT_ENV)
+    kernel.execute("def f := 6", "a")
+    kernel.execute("theorem s : 1 = 1 := by sorry", "b")
+    kernel.execute("#eval nope", "c")
+    kernel.execute(RUNAWAY, "d")
+    kernel.execute("#fake_crash", "e")
+    plain = kernel.execute("%cells", "f").displays[0]["text/plain"]
+    head, _, *rows = plain.splitlines()
+    start, end = head.index("status"), head.index("time (s)")  # the status column
+    words = [row[start:end].strip() for row in rows]
+    assert words[:3] == ["ok", "warning: sorry", "error"], plain
+    assert words[3] == "stopped: Lean's heartbeat limit", plain
+    assert words[4].startswith("error: crashed the REPL"), plain
+
+
+class _Sent:
+    """A jupyter_client ``Session`` stand-in that keeps what would go out on iopub."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict]] = []
+
+    def send(self, _socket, kind: str, content: dict, parent: dict) -> None:
+        self.messages.append((kind, content))
+
+
+@pytest.mark.parametrize(
+    ("raised", "last"),
+    [
+        (None, "Setting up Lean: done in 0 s (built the REPL)."),
+        (RuntimeError("no network"), "Setting up Lean: failed after 0 s (the error is below)."),
+        (KeyboardInterrupt(), "Setting up Lean: interrupted after 0 s."),
+    ],
+)
+def test_setup_display_ends_on_how_setup_ended(raised, last):
+    from lean_kernel.kernel.output import KernelOutput
+
+    session = _Sent()
+    output = KernelOutput(session, iopub_socket=None)
+    expected = pytest.raises(type(raised)) if raised else contextlib.nullcontext()
+    with expected, output.progress("Setting up Lean") as say:
+        say("built the REPL")
+        if raised:
+            raise raised
+    texts = [content["data"]["text/plain"] for _, content in session.messages]
+    assert texts[0] == "Setting up Lean..." and texts[-1] == last
+    kinds = [kind for kind, _ in session.messages]
+    assert kinds == ["display_data", "update_display_data", "update_display_data"]
+    assert len({content["transient"]["display_id"] for _, content in session.messages}) == 1

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import wait_no_repl_processes
 from kernel_harness import Execution, KernelSession
-from test_kernel import RequestLog, jupyter_path, wait_gone  # noqa: F401 - fixtures
+from test_kernel import RequestLog, jupyter_path, start_kernel, wait_gone  # noqa: F401 - fixtures
 
 ROW = re.compile(r"^(\d+)\s+(ok|sorry|error|timeout|crashed|cancelled|exception)\b")
 
@@ -324,3 +324,105 @@ def test_idle_pool_repls_are_reaped_and_batch_shows_it(jupyter_path, tmp_path): 
     finally:
         kernel.close()
     assert not [pid for pid in own.pids() if wait_gone(pid)]
+
+
+# -- outcomes: each under its own name ----------------------------------------------------------
+
+#: One command per outcome (a header gives the heartbeat one an env to carry Lean's limit).
+OUTCOME_COMMANDS = {
+    "ok": "#eval 1",
+    "sorry": "theorem s : 1 = 1 := by sorry",
+    "error": "theorem bad : 1 = 2 := oops_unknown",
+    "stopped": "import Mathlib\ntheorem slow : True := by\n  #fake_hang\n  trivial",
+    "timeout": "#fake_hang",
+    "crashed": "#fake_crash",
+    "out of memory": "#fake_memory 1000 2",
+}
+#: Lean's heartbeat limit at 1000 per second, 150 MB per REPL.
+OUTCOME_ENV = {
+    "LEAN_KERNEL_REPL_FLAVOR": "fork",
+    "LEAN_KERNEL_HEARTBEAT_RATE": "1000",
+    "LEAN_KERNEL_MEMORY_LIMIT_MB": "150",
+}
+
+
+def outcome_rows(plain: str) -> list[tuple[int, str]]:
+    """(index, outcome) of each row of a results table shown as text."""
+    words = "|".join(re.escape(word) for word in OUTCOME_COMMANDS)
+    row = re.compile(rf"^(\d+)\s+({words})\s{{2,}}")
+    return [(int(m[1]), m[2]) for line in plain.splitlines() if (m := row.match(line))]
+
+
+def test_batch_outcomes_each_show_under_their_own_name_in_the_table_and_in_batch(
+    start_kernel,  # noqa: F811 - the fixture imported above
+):
+    kernel, _ = start_kernel("--heartbeat-rate", "1000", env=OUTCOME_ENV)
+    commands = "\n----\n".join(OUTCOME_COMMANDS.values())
+    run = kernel.execute(f"%%lean_batch -w 2 -t 1 -o mixed --progress none\n{commands}", "a", 60)
+    assert run.status == "ok", run.plain
+    words = list(OUTCOME_COMMANDS)
+    summary = "7 items: 1 ok, 1 sorry, 1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory;"
+    assert summary in run.plain
+    assert outcome_rows(run.plain) == list(enumerate(words)), run.plain
+
+    again = kernel.execute("%batch mixed", "b")
+    assert outcome_rows(again.plain) == list(enumerate(words))
+    listing = kernel.execute("%batch", "c").plain.splitlines()
+    title = listing.index("Batches")  # then the header, a rule, and one row per batch
+    head, row = listing[title + 1], listing[title + 3]
+    assert head.split()[:5] == ["results", "done", "ok", "sorry", "failed"]
+    assert row.split()[:5] == ["mixed", "7/7", "1", "1", "5"]
+    assert "1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory" in row
+    assert "mixed #6: crashed (out of memory)" in kernel.execute("%batch mixed 6", "d").plain
+    assert "mixed #3: error (stopped)" in kernel.execute("%batch mixed 3", "e").plain
+
+
+# -- a saved Lean notebook keeps the final progress (nbconvert --execute, nbclient) -------------
+
+
+def tour_with_a_batch():
+    """The tour with a ``%%lean_batch`` cell before its deliberate error (the tour as shipped has
+    no batch, so its saved progress would prove nothing)."""
+    import nbformat
+    from test_tour import TOUR
+
+    notebook = nbformat.read(TOUR, as_version=4)
+    commands = [f"#fake_sleep 0.2\ntheorem t{i} : {i} = {i} := rfl" for i in range(8)]
+    commands += ["theorem s : 1 = 1 := by sorry", "theorem bad : 1 = 2 := oops_unknown"]
+    cell = nbformat.v4.new_code_cell("%%lean_batch -w 2 -o checks\n" + "\n----\n".join(commands))
+    cell.id = "batch-check"
+    at = [c.id for c in notebook.cells].index("deliberate-error")
+    notebook.cells.insert(at, cell)
+    return notebook
+
+
+@pytest.mark.parametrize("frontend", ["nbconvert", "JupyterLab"])
+def test_saved_lean_notebook_keeps_the_final_progress(
+    jupyter_path,  # noqa: F811 - the fixture imported above
+    tmp_path,
+    frontend,
+):
+    """nbclient as nbconvert runs it (no cell ids: the text line), and sending cell ids as
+    JupyterLab does (the widget): either way the notebook saves how the batch ended."""
+    from nbclient import NotebookClient
+    from test_tour import CellIdClient
+
+    notebook = tour_with_a_batch()
+    client_class = NotebookClient if frontend == "nbconvert" else CellIdClient
+    client_class(
+        notebook, timeout=60, kernel_name="lean4", resources={"metadata": {"path": tmp_path}}
+    ).execute()
+    (cell,) = [c for c in notebook.cells if c.id == "batch-check"]
+    shown = [o.data["text/plain"] for o in cell.outputs if o.output_type == "display_data"]
+    progress = [text for text in shown if re.match(r"checks: \d+/\d+ \(", text)]
+    assert len(progress) == 1, shown
+    assert progress[0].startswith("checks: 10/10 (100%) done ok 8, sorry 1, error 1; ")
+    assert "checks: 10 items: 8 ok, 1 sorry, 1 error;" in shown[-1]  # then the table
+    key = "application/vnd.jupyter.widget-state+json"
+    models = notebook.metadata.get("widgets", {}).get(key, {}).get("state", {})
+    bars = [m["state"] for m in models.values() if m["model_name"] == "IntProgressModel"]
+    if frontend == "JupyterLab":
+        assert [(b["value"], b["max"], b["description"]) for b in bars] == [(10, 10, "10/10")]
+        assert bars[0]["bar_style"] == "danger"
+    else:
+        assert bars == []

@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -397,3 +398,150 @@ def test_idle_limit_comes_from_the_environment(monkeypatch, capsys):
         assert session(shell).settings.idle_timeout == 600  # the default
     finally:
         run(shell, "%unload_ext lean_kernel")
+
+
+# -- outcomes: each under its own name ----------------------------------------------------------
+
+#: One command per outcome (a header gives the heartbeat one an env to carry Lean's limit).
+OUTCOME_COMMANDS = {
+    "ok": "#eval 1",
+    "sorry": "theorem s : 1 = 1 := by sorry",
+    "error": "theorem bad : 1 = 2 := oops_unknown",
+    "stopped": HEADER + "theorem slow : True := by\n  #fake_hang\n  trivial",
+    "timeout": "#fake_hang",
+    "crashed": "#fake_crash",
+    "out of memory": "#fake_memory 1000 2",
+}
+
+
+def test_batch_outcomes_each_show_under_their_own_name_and_a_sorry_is_never_ok(
+    shell, monkeypatch, request_log, capsys
+):
+    """Lean's heartbeat limit at 1000 per second (1 s: 1000 heartbeats), 150 MB per REPL."""
+    repl = fake_repl_command("--log", str(request_log), "--heartbeat-rate", "1000")
+    monkeypatch.setenv("LEAN_KERNEL_REPL", repl)
+    monkeypatch.setenv("LEAN_KERNEL_REPL_FLAVOR", "fork")
+    monkeypatch.setenv("LEAN_KERNEL_HEARTBEAT_RATE", "1000")
+    monkeypatch.setenv("LEAN_KERNEL_MEMORY_LIMIT_MB", "150")
+    run(shell, "%reload_ext lean_kernel")  # the session reads the settings anew
+    run(shell, batch_cell(list(OUTCOME_COMMANDS.values()), "-w 2 -t 1 -o mixed --progress none"))
+    results = shell.user_ns["mixed"]
+    assert results.wait(60)
+    words = list(OUTCOME_COMMANDS)
+    assert results.outcomes == words, [str(item.error) for item in results]
+    assert results.statuses == ["ok", "sorry", "error", "error", "timeout", "crashed", "crashed"]
+
+    plain = results._repr_mimebundle_()["text/plain"]
+    assert "1 ok, 1 sorry, 1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory;" in plain
+    shown = [line.split("  ", 2)[:2] for line in plain.splitlines()[3:]]
+    assert [word.strip() for _, word in shown] == words
+
+    frame = results.to_pandas()
+    assert list(frame["outcome"]) == words and (frame["outcome"] == "ok").sum() == 1
+
+    capsys.readouterr()
+    run(shell, "%lean_status")
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    title = lines.index("Batches")  # then the header, a rule, and one row per batch
+    head, row = lines[title + 1], lines[title + 3]
+    assert head.split()[:5] == ["results", "done", "ok", "sorry", "failed"]
+    assert row.split()[:5] == ["mixed", "7/7", "1", "1", "5"]
+    assert "1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory" in row
+
+
+# -- progress ends on its final state; a terminal's prompt is left alone --------------------------
+
+SLOW_MIXED = [f"#fake_sleep 0.2\n#eval {i}" for i in range(5)] + ["theorem s : 1 = 1 := by sorry"]
+
+
+def test_wait_returns_once_widget_and_text_progress_show_the_final_state(shell, monkeypatch):
+    published: list[dict] = []
+    monkeypatch.setattr(
+        shell.display_pub,
+        "publish",
+        lambda data, metadata=None, transient=None, update=False, **kw: published.append(data),
+    )
+    run(shell, batch_cell(SLOW_MIXED, "-w 2 -o bar --progress widget"))
+    run(shell, batch_cell(SLOW_MIXED, "-w 2 -o line --progress text"))
+    # No waiting for the progress driver here: wait() returns after the final state is shown.
+    assert shell.user_ns["bar"].wait(30) and shell.user_ns["line"].wait(30)
+    view = session(shell).batches[-2].progress.view
+    assert (view.bar.value, view.bar.max, view.bar.description) == (6, 6, "6/6")
+    assert view.counts.value == "ok 5, sorry 1" and "ETA" not in view.times.value
+    assert view.bar.bar_style == "warning"  # a sorry is accepted, not proved: not green
+    last = {data["text/plain"].split(":")[0]: data["text/plain"] for data in published}
+    assert last["bar"].startswith("bar: 6/6 (100%) done ok 5, sorry 1; ")
+    assert last["line"].startswith("line: 6/6 (100%) done ok 5, sorry 1; ")
+
+
+def test_background_batch_in_a_terminal_shell_writes_nothing_over_the_prompt(
+    shell, monkeypatch, capsys
+):
+    import lean_kernel.display.terminal as terminal
+
+    above_prompt: list[str] = []
+    monkeypatch.setattr(terminal, "_print_above_prompt", above_prompt.append)
+    run(shell, batch_cell(SLOW_MIXED, "-w 2 -o res"))  # auto, and no kernel: a terminal
+    cell = capsys.readouterr().err
+    assert "\n" not in cell and (cell == "" or cell.endswith("\r"))  # its live line, wiped
+    assert shell.user_ns["res"].wait(30)  # meanwhile the user types at the prompt
+    assert capsys.readouterr().err == ""  # so nothing was written on the terminal
+    assert len(above_prompt) == 1  # but one line above the prompt says how it ended
+    assert above_prompt[0].startswith("res: 6/6 (100%) done ok 5, sorry 1; ")
+
+    run(shell, batch_cell(SLOW_MIXED, "-w 2 -o again"))
+    capsys.readouterr()
+    run(shell, "again.wait(30)")  # a cell waiting for the batch: a live line, then the end
+    written = capsys.readouterr().err
+    last = written.rsplit("\r", 1)[-1]
+    assert last.endswith("\n") and last.rstrip().startswith("again: 6/6 (100%) done ok 5, ")
+    assert len(above_prompt) == 1
+
+
+def test_terminal_ipython_never_writes_progress_over_the_prompt(tmp_path):
+    """A real ``ipython`` on a pty: a batch finishing behind the prompt while the user types."""
+    pexpect = pytest.importorskip("pexpect")
+    env = dict(os.environ, LEAN_KERNEL_REPL=fake_repl_command(), PROMPT_TOOLKIT_NO_CPR="1")
+    env.update(TERM="xterm", IPYTHONDIR=str(tmp_path / "ipython"))
+    for name in ("LEAN_KERNEL_TIMEOUT", "LEAN_KERNEL_MEMORY_LIMIT_MB", "LEAN_KERNEL_PROJECT"):
+        env.pop(name, None)
+    options = ["--no-banner", "--colors=NoColor", "--HistoryManager.enabled=False"]
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "IPython", *options],
+        env=env,
+        encoding="utf-8",
+        dimensions=(40, 160),
+        timeout=30,
+    )
+    try:
+        child.expect(r"In \[1\]")
+        child.sendline("%load_ext lean_kernel")
+        child.expect(r"In \[2\]")
+        child.sendline('slow = [f"#fake_sleep 0.3\\n#eval {i}" for i in range(12)]')
+        child.expect(r"In \[3\]")
+        child.sendline("%lean_batch -i slow -o res -w 2")
+        child.expect(r"In \[4\]")
+        child.send("x = 1 + 1")  # typing while the batch runs, not yet Enter
+        child.expect(r"res: 12/12 \(100%\) done ok 12; [\d.]+ s elapsed\r\n")
+        behind_the_prompt = child.before
+        assert "res:" not in behind_the_prompt and "ETA" not in behind_the_prompt
+        child.expect(r"In \[4\]: x = 1 \+ 1")  # the prompt, redrawn with what was typed
+        child.sendline("")
+        child.expect(r"In \[5\]")
+        child.sendline("print(x * 21)")
+        child.expect(r"\D42\r\n")
+
+        child.sendline("%lean_batch -i slow -o res2 -w 2")
+        child.expect(r"In \[7\]")
+        child.sendline("res2.wait()")  # waiting in a cell: the line is live, and ends
+        child.expect(r"res2: \d+/12 \(\d+%\) ok \d+; [\d.]+ s elapsed, ETA")
+        child.expect(r"\rres2: 12/12 \(100%\) done ok 12; [\d.]+ s elapsed *\r\n")
+        child.expect(r"Out\[7\]: \S*True")
+        child.expect(r"In \[8\]")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert wait_no_repl_processes(10) == []

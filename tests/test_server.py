@@ -232,11 +232,13 @@ def test_repl_exits_when_its_parent_is_killed(tmp_path):
         "print(s.pid, flush=True)\n"
         "s.run(Command(cmd='#fake_hang'))\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    repl_pid = int(parent.stdout.readline())
-    time.sleep(0.3)
-    parent.kill()
-    parent.wait()
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as parent:  # closes its stdout pipe when done
+        repl_pid = int(parent.stdout.readline())
+        time.sleep(0.3)
+        parent.kill()
+        parent.wait()
     deadline = time.monotonic() + 5
     while psutil.pid_exists(repl_pid) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -21,6 +21,8 @@ from lean_kernel.batch.results import BatchResults, ItemResult
 __all__ = ["BatchControl", "BatchHandle"]
 
 _WAIT_SLICE_S = 0.25
+#: How long an interrupted ``wait`` lets the cancelled batch wind down before raising.
+_CANCEL_GRACE_S = 2.0
 
 
 class BatchControl(Protocol):
@@ -37,7 +39,9 @@ class BatchHandle:
     """A batch in flight: its live ``results``, progress numbers, ``cancel()`` and ``result()``.
 
     Listeners added with ``add_listener`` are called (from worker threads) after each finished
-    item and once at the end; keep them quick.
+    item and once at the end; keep them quick. The last call comes before the batch counts as
+    done: ``wait()``, ``result()``, the ``future`` (``run_batch``, ``async_run_batch``) and
+    ``results.wait()`` all return after it, so a progress view has shown the final state by then.
     """
 
     def __init__(
@@ -53,6 +57,8 @@ class BatchHandle:
         self._listeners: list[Callable[[BatchHandle], None]] = []
         self._lock = threading.Lock()
         self._finishing = False
+        # results.cancel() cancels the batch; cleared by finish(), which results.wait() awaits.
+        results.on_cancel(self.cancel)
 
     # -- numbers -------------------------------------------------------------------------------
 
@@ -92,9 +98,11 @@ class BatchHandle:
             control.cancel_batch(self)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the batch ends or ``timeout`` passes; True if it ended.
+        """Wait until the batch ends or ``timeout`` passes; True if it ended (its listeners,
+        progress views among them, have been told: they show the final state).
 
-        Waits in short slices, so Ctrl-C gets through; Ctrl-C also cancels the batch.
+        Waits in short slices, so Ctrl-C gets through; Ctrl-C also cancels the batch, and gives
+        it a moment to wind down so its progress ends on the cancelled counts.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -105,6 +113,7 @@ class BatchHandle:
                 concurrent.futures.wait([self.future], timeout=min(left, _WAIT_SLICE_S))
         except KeyboardInterrupt:
             self.cancel()
+            concurrent.futures.wait([self.future], timeout=_CANCEL_GRACE_S)
             raise
         return True
 
@@ -115,10 +124,12 @@ class BatchHandle:
         return self.future.result()
 
     def add_listener(self, listener: Callable[[BatchHandle], None]) -> None:
-        """Call ``listener(handle)`` after each finished item and when the batch ends."""
+        """Call ``listener(handle)`` after each finished item and when the batch ends (at once,
+        in this thread, if it is ending already)."""
         with self._lock:
             self._listeners.append(listener)
-        if self.done():
+            ending = self._finishing
+        if ending:  # the last round of calls may have missed it
             listener(self)
 
     # -- filled in by the pool ---------------------------------------------------------------
@@ -135,7 +146,9 @@ class BatchHandle:
             self._notify()
 
     def finish(self) -> None:
-        """Tell listeners (the last time) and resolve the future; once, whoever gets here."""
+        """Tell listeners (the last time: progress views show the final state now), then let
+        waiters go: ``results.wait()`` (it waits for the results' cancel hook to be cleared)
+        and the future. Once, whoever gets here."""
         with self._lock:
             if self._finishing:
                 return
@@ -144,8 +157,8 @@ class BatchHandle:
         self._owner = None  # a finished batch no longer keeps the pool alive
         if control is not None:
             control.batch_finished(self)
-        self.results.on_cancel(None)
         self._notify()
+        self.results.on_cancel(None)
         self.future.set_result(self.results)
 
     def _notify(self) -> None:

@@ -19,7 +19,7 @@ from lean_kernel.batch.pool import LeanServerPool
 from lean_kernel.batch.workers import idle_limit
 from lean_kernel.display.progress import ProgressDriver
 from lean_kernel.engine.config import LeanREPLConfig
-from lean_kernel.engine.outcome import ACCEPTED, FAILED
+from lean_kernel.engine.outcome import FAILED, describe_counts
 from lean_kernel.engine.settings import DEFAULT_IDLE_TIMEOUT, describe_seconds
 
 __all__ = ["KEPT_BATCHES", "BatchKeeper", "BatchRun"]
@@ -44,13 +44,18 @@ class BatchRun:
         return "done" if self.handle.done() else "running"
 
     def row(self) -> dict[str, Any]:
-        """One line of a status table."""
-        statuses = self.handle.results.statuses
+        """One line of a status table (``%batch``, ``%lean_status``): ``ok`` counts only what
+        Lean accepted without ``sorry``, ``sorry`` the rest it accepted, ``failed`` everything
+        else that finished, and ``failures`` says which kinds (``1 error, 1 out of memory``)."""
+        counts = self.handle.results.outcome_counts()
+        failures = {outcome: n for outcome, n in counts.items() if outcome in FAILED}
         return {
             "results": self.name,
             "done": f"{self.handle.done_count}/{self.handle.total}",
-            "ok": sum(status in ACCEPTED for status in statuses),
-            "failed": sum(status in FAILED for status in statuses),
+            "ok": counts.get("ok", 0),
+            "sorry": counts.get("sorry", 0),
+            "failed": sum(failures.values()),
+            "failures": describe_counts(failures) or "none",
             "state": self.state,
             "elapsed (s)": round(self.handle.elapsed, 1),
         }

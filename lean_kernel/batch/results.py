@@ -23,10 +23,13 @@ from lean_kernel.display import render_table
 from lean_kernel.engine.outcome import (
     ACCEPTED,
     FAILED,
-    STATUSES,
+    OUTCOMES,
+    Outcome,
     ResponseReading,
     Status,
+    describe_counts,
     error_message,
+    outcome_of,
 )
 from lean_kernel.engine.protocol import (
     CommandResponse,
@@ -49,8 +52,11 @@ _SHOWN_TEXT = 60
 class ItemResult(ResponseReading):
     """One command of a batch: what Lean said (``response``) or what went wrong (``error``).
 
-    ``time`` is the seconds spent on the command itself; ``header_time`` the seconds this item
-    spent elaborating its header (0 when the worker already had it).
+    ``status`` is what kind of end it had (``ok``, ``sorry``, ``error``, ``timeout``,
+    ``crashed``, ``cancelled``, ``exception``); ``outcome`` the word tables show, finer for two
+    of them (``stopped``, ``out of memory``: see ``lean_kernel.engine.outcome``). ``time`` is
+    the seconds spent on the command itself; ``header_time`` the seconds this item spent
+    elaborating its header (0 when the worker already had it).
     """
 
     index: int
@@ -64,8 +70,14 @@ class ItemResult(ResponseReading):
 
     @property
     def ok(self) -> bool:
-        """Whether Lean accepted the command (``sorry`` allowed)."""
+        """Whether Lean accepted the command (``sorry`` allowed: ``status`` tells them apart)."""
         return self.status in ACCEPTED
+
+    @property
+    def outcome(self) -> Outcome:
+        """The word shown for the item: its status, or ``stopped`` (an error that is Lean's
+        heartbeat limit) or ``out of memory`` (a crash that was a memory kill)."""
+        return outcome_of(self.status, self.response, self.error)
 
     @property
     def done(self) -> bool:
@@ -105,6 +117,7 @@ class ItemResult(ResponseReading):
             "status": self.status,
             "time": round(self.time, 4),
             "header_time": round(self.header_time, 4),
+            "outcome": self.outcome,
             "errors": len(self.errors),
             "sorries": len(self.sorries),
             "first_message": self.first_message(),
@@ -130,7 +143,7 @@ class BatchResults(Sequence[ItemResult]):
     """The items of a batch in input order; filled in live while the batch runs.
 
     Index it like a list (``results[3].status``, ``results[3].messages``, ``results[3].time``);
-    ``summary()`` counts statuses and times; ``to_pandas()`` gives one row per item.
+    ``summary()`` counts outcomes and times; ``to_pandas()`` gives one row per item.
     """
 
     def __init__(self, commands: Sequence[str], *, label: str = "batch") -> None:
@@ -183,13 +196,20 @@ class BatchResults(Sequence[ItemResult]):
     # -- control -------------------------------------------------------------------------------
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until every item has finished or ``timeout`` passes; True if finished."""
+        """Wait until every item has finished or ``timeout`` passes; True if finished.
+
+        Then, briefly, until the batch that fills them has had its last word (it clears
+        ``on_cancel`` after telling its listeners), so a progress display of the batch shows
+        the final state, not the one before the last item, when this returns."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._complete.is_set():
             left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
             if left <= 0:
                 return False
             self._complete.wait(left)
+        settled = min(time.monotonic() + 5.0, deadline or float("inf"))  # it comes at once
+        while self._cancel is not None and time.monotonic() < settled:
+            time.sleep(0.005)
         return True
 
     def cancel(self) -> None:
@@ -231,8 +251,12 @@ class BatchResults(Sequence[ItemResult]):
         return end - self.started
 
     def counts(self) -> Counter[str]:
-        """Items per status."""
+        """Items per status (``pending`` for those not finished)."""
         return Counter(item.status for item in self._items)
+
+    def outcome_counts(self) -> Counter[str]:
+        """Items per outcome, the words tables show (``pending`` for those not finished)."""
+        return Counter(item.outcome for item in self._items)
 
     @property
     def ok(self) -> list[ItemResult]:
@@ -250,40 +274,50 @@ class BatchResults(Sequence[ItemResult]):
         return [item.status for item in self._items]
 
     @property
+    def outcomes(self) -> list[str]:
+        """The outcome of each item (the word tables show), in input order."""
+        return [item.outcome for item in self._items]
+
+    @property
     def times(self) -> list[float]:
         """Seconds per item, in input order."""
         return [item.time for item in self._items]
 
     def summary(self) -> dict[str, Any]:
-        """Counts per status, wall time, and the sum of per-item and header times."""
-        counts = self.counts()
+        """Counts per outcome (each item counted once: an ``out of memory`` item is not also
+        ``crashed``, a ``stopped`` one not also ``error``), ``failed`` (their total), wall time,
+        and the sum of per-item and header times."""
+        counts = self.outcome_counts()
         return {
             "total": len(self._items),
             "done": self._done,
-            **{status: counts.get(status, 0) for status in STATUSES},
+            **{outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
+            "failed": sum(counts.get(outcome, 0) for outcome in FAILED),
             "wall_time": round(self.elapsed, 3),
             "item_time": round(sum(self.times), 3),
             "header_time": round(sum(item.header_time for item in self._items), 3),
         }
 
     def summary_line(self) -> str:
-        """The summary in one line, e.g. ``200 items: 190 ok, 10 error; 12.3 s``."""
-        counts = self.counts()
-        parts = [f"{counts[s]} {s}" for s in ("pending", *STATUSES) if counts.get(s)]
-        return f"{self.label}: {len(self._items)} items: {', '.join(parts)}; {self.elapsed:.1f} s"
+        """The summary in one line, e.g. ``200 items: 180 ok, 5 sorry, 10 error, 5 stopped;
+        12.3 s`` (counts per outcome)."""
+        parts = describe_counts(self.outcome_counts(), ("pending", *OUTCOMES))
+        return f"{self.label}: {len(self._items)} items: {parts}; {self.elapsed:.1f} s"
 
     def responses(self) -> ResponseList:
         """The LeanInteract view: each item's response, or the exception raised in its place."""
         return ResponseList(self)
 
     def to_pandas(self):
-        """One row per item (index, status, time, header_time, errors, sorries, first_message,
-        command, messages, worker); needs pandas."""
+        """One row per item (index, status, time, header_time, outcome, errors, sorries,
+        first_message, command, messages, worker); needs pandas (the ``pandas`` extra)."""
         try:
             import pandas
         except ImportError:
             raise ImportError(
-                "to_pandas() needs pandas: pip install pandas (or use .summary() and the items)"
+                "to_pandas() needs pandas, which lean-kernel does not install by default: "
+                'pip install "lean-kernel[pandas]" (or pip install pandas), then restart the '
+                "kernel; without it, .summary() and the items themselves have the same data"
             ) from None
         return pandas.DataFrame([item.row() for item in self._items]).set_index("index")
 
@@ -300,7 +334,7 @@ class BatchResults(Sequence[ItemResult]):
         rows = [
             {
                 "#": item.index,
-                "status": item.status,
+                "outcome": item.outcome,
                 "time (s)": round(item.time, 3),
                 "message": _short(item.first_message()),
                 "command": _short(item.command),
@@ -319,7 +353,7 @@ class BatchResults(Sequence[ItemResult]):
         """The summary line and the table of items (``text/plain`` and ``text/html``); ``more``
         says where the rest is when not every item is shown."""
         rows, note = self.table_rows(limit)
-        bundle = render_table(rows, ["#", "status", "time (s)", "message", "command"])
+        bundle = render_table(rows, ["#", "outcome", "time (s)", "message", "command"])
         head = self.summary_line()
         tail = f"{note}; {more}" if note else ""
         plain = "\n".join(filter(None, [head, bundle["text/plain"].rstrip("\n"), tail])) + "\n"

@@ -8,6 +8,7 @@ from typing import Any
 
 from lean_kernel.display.html import escape, wrap
 from lean_kernel.display.layout import char_width
+from lean_kernel.engine.outcome import FAILED
 
 __all__ = ["render_table", "titled"]
 
@@ -20,7 +21,9 @@ def render_table(
     """A mimebundle with an aligned text table and a themed HTML table (batch results, ``%cells``).
 
     ``columns`` picks and orders the keys shown (default: every key, in first-seen order).
-    Numbers are right-aligned; cells starting with error / warning / ok are coloured in HTML.
+    Numbers are right-aligned; cells starting with error / warning / ok are coloured in HTML, and
+    so are outcomes: a failure (``timeout``, ``out of memory``...) as an error, ``sorry`` as a
+    warning.
     """
     if columns is None:
         columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -48,9 +51,9 @@ def render_table(
         cells = []
         for j, text in enumerate(r):
             classes = ["lk-num"] if numeric[j] else []
-            match = _STATUS_CLASS.match(text)
-            if match:
-                classes.append(f"lk-{match.group(1).lower()}")
+            colour = _colour(text)
+            if colour:
+                classes.append(f"lk-{colour}")
             cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{cls}>{escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
@@ -68,6 +71,16 @@ def titled(title: str, bundle: dict[str, str]) -> dict[str, str]:
         "text/plain": f"{title}\n{bundle['text/plain']}",
         "text/html": f"<div><b>{escape(title)}</b></div>{bundle['text/html']}",
     }
+
+
+def _colour(text: str) -> str | None:
+    """``error``, ``warning`` or ``ok`` for a cell that states one, else None."""
+    if text in FAILED or text.split(":", 1)[0] in FAILED:  # ``stopped: ...`` too
+        return "error"
+    if text == "sorry":
+        return "warning"
+    match = _STATUS_CLASS.match(text)
+    return match.group(1).lower() if match else None
 
 
 def _cell_text(value: Any) -> str:

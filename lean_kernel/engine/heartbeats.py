@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from lean_kernel.engine.protocol import LeanError, Response
+from lean_kernel.engine.protocol import LeanError, Message, Response
 from lean_kernel.text.syntax import mask
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ __all__ = [
     "heartbeat_stop",
     "parse_heartbeats",
     "sets_own_limit",
+    "stopped_at",
 ]
 
 AUTO = "auto"
@@ -146,10 +147,18 @@ def heartbeat_stop(response: Response | None) -> int | None:
     if response is None or isinstance(response, LeanError):
         return None
     for message in response.messages:
-        if message.severity == "error" and _OUR_OPTION in message.data:
-            match = _HEARTBEAT_STOP.search(message.data)
-            if match:
-                return int(match.group(1))
+        limit = stopped_at(message)
+        if limit is not None:
+            return limit
+    return None
+
+
+def stopped_at(message: Message) -> int | None:
+    """The ``maxHeartbeats`` limit when ``message`` is Lean stopping a command there, else None."""
+    if message.severity == "error" and _OUR_OPTION in message.data:
+        match = _HEARTBEAT_STOP.search(message.data)
+        if match:
+            return int(match.group(1))
     return None
 
 

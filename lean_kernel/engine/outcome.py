@@ -4,12 +4,31 @@ Every layer that counts, colours or reports results (batch tables, progress bars
 model, the kernel's error replies) asks here, so "failed" means the same thing everywhere and a
 failure can never be counted as a success somewhere else. A ``sorry`` is not a failure of the
 command, but it is never ``ok`` either: it has its own status.
+
+Two words, one level apart:
+
+* the **status** (`Status`, `STATUSES`): what kind of end a command had, the value code
+  filters on (``item.status``, ``results.statuses``); stable, and LeanInteract-like.
+* the **outcome** (`Outcome`, `OUTCOMES`): the word a user reads in tables, summaries and
+  ``to_pandas()``. It is the status, except for two finer kinds whose fix differs:
+
+  - ``stopped``: Lean stopped the command at its heartbeat limit (``maxHeartbeats``). Its
+    status stays ``error`` (Lean reported it as an error, and the REPL kept every state), but
+    the fix is a higher limit (or a faster proof), not a corrected one.
+  - ``out of memory``: the REPL was killed for memory, by lean_kernel over one of its limits
+    or by the system (``ReplMemoryError``). Its status stays ``crashed`` (the REPL died and was
+    replaced), but the fix is memory (a higher limit, fewer workers), not a bug report.
+
+Each finished command has exactly one outcome, so counts by outcome add up to the total, and
+every outcome but ``ok`` and ``sorry`` is in `FAILED`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Literal, get_args
 
+from lean_kernel.engine.heartbeats import stopped_at
 from lean_kernel.engine.protocol import (
     SORRY_WARNINGS,
     CommandResponse,
@@ -20,17 +39,21 @@ from lean_kernel.engine.protocol import (
     Response,
     Sorry,
 )
-from lean_kernel.errors import LeanKernelError
+from lean_kernel.errors import LeanKernelError, ReplMemoryError
 
 __all__ = [
     "ACCEPTED",
     "ResponseReading",
     "FAILED",
+    "OUTCOMES",
+    "Outcome",
     "STATUSES",
     "Status",
+    "describe_counts",
     "error_message",
     "failed",
     "messages_of",
+    "outcome_of",
     "sorries_of",
     "status_of",
     "status_of_exception",
@@ -40,24 +63,41 @@ __all__ = [
 
 Status = Literal["pending", "ok", "sorry", "error", "timeout", "crashed", "cancelled", "exception"]
 """``ok``: Lean accepted the command; ``sorry``: accepted but with ``sorry``; ``error``: Lean
-reported an error (or refused the request); ``timeout``: over its time limit; ``crashed``: the
-REPL died, misbehaved or ran out of memory; ``cancelled``: not run (or stopped) by a cancel;
-``exception``: any other Python exception."""
+reported an error (or refused the request; outcome ``stopped`` when the error is only its
+heartbeat limit); ``timeout``: over its wall-clock limit (the REPL was killed); ``crashed``: the
+REPL died or misbehaved (outcome ``out of memory`` when it was killed for memory);
+``cancelled``: not run, or killed while running, by a cancel or interrupt; ``exception``: any
+other Python exception."""
 
 #: Every finished status, in the order summaries list them.
-STATUSES: tuple[Status, ...] = (
+STATUSES: tuple[Status, ...] = get_args(Status)[1:]
+
+Outcome = Literal[
+    "pending",
     "ok",
     "sorry",
     "error",
+    "stopped",
     "timeout",
     "crashed",
+    "out of memory",
     "cancelled",
     "exception",
-)
-#: Statuses of a command Lean elaborated without error (a ``sorry`` is accepted, not proved).
+]
+"""The word shown for a command: its `Status`, or ``stopped`` (an ``error`` that is Lean
+stopping the command at its heartbeat limit) or ``out of memory`` (a ``crashed`` whose REPL was
+killed for memory)."""
+
+#: Every finished outcome, in the order summaries and tables list them.
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)[1:]
+#: Statuses (and outcomes) of a command Lean elaborated without error (a ``sorry`` is accepted,
+#: not proved; it is never counted as ``ok``).
 ACCEPTED: frozenset[str] = frozenset({"ok", "sorry"})
-#: Statuses of a command that did not go through: counted and shown as failures everywhere.
-FAILED: frozenset[str] = frozenset({"error", "timeout", "crashed", "cancelled", "exception"})
+#: Statuses and outcomes of a command that did not go through: counted and shown as failures
+#: everywhere.
+FAILED: frozenset[str] = frozenset(
+    {"error", "stopped", "timeout", "crashed", "out of memory", "cancelled", "exception"}
+)
 
 
 def failed(response: Response) -> bool:
@@ -87,6 +127,26 @@ def status_of(response: Response) -> Status:
 def status_of_exception(error: BaseException) -> Status:
     """The status of a command whose run raised ``error`` (each error type says its own)."""
     return error.outcome if isinstance(error, LeanKernelError) else "exception"  # type: ignore[return-value]
+
+
+def outcome_of(
+    status: str, response: Response | None = None, error: BaseException | None = None
+) -> Outcome:
+    """The word shown for a command of ``status`` that answered ``response`` or raised ``error``:
+    ``out of memory`` for a crash that was a memory kill, ``stopped`` for an error that is only
+    Lean's heartbeat limit (another error beside it keeps it an ``error``), else the status."""
+    if status == "crashed" and isinstance(error, ReplMemoryError):
+        return "out of memory"
+    if status == "error" and response is not None and not isinstance(response, LeanError):
+        errors = [m for m in response.messages if m.severity == "error"]
+        if errors and all(stopped_at(m) is not None for m in errors):
+            return "stopped"
+    return status  # type: ignore[return-value]  # every status is an outcome
+
+
+def describe_counts(counts: Mapping[str, int], words: Iterable[str] = OUTCOMES) -> str:
+    """``2 ok, 1 sorry, 1 out of memory``: the non-zero ``counts`` in the order of ``words``."""
+    return ", ".join(f"{counts[word]} {word}" for word in words if counts.get(word))
 
 
 def messages_of(response: Response) -> list[Message]:

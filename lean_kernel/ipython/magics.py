@@ -216,6 +216,7 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = LeanMagics(ipython)
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", magics.session.pre_run_cell)
+    ipython.events.register("post_run_cell", magics.session.post_run_cell)
     for problem in magics.session.settings.problems:
         print(f"lean_kernel: {problem}")
 
@@ -227,6 +228,7 @@ def unload_ipython_extension(ipython: Any) -> None:
         return
     magics.session.close()
     ipython.events.unregister("pre_run_cell", magics.session.pre_run_cell)
+    ipython.events.unregister("post_run_cell", magics.session.post_run_cell)
     ipython.magics_manager.registry.pop(type(magics).__name__, None)
     for kind in ("line", "cell"):
         table = ipython.magics_manager.magics[kind]

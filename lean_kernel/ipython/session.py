@@ -47,6 +47,8 @@ class LeanSession:
         self._lock = threading.RLock()
         self._notebook: Notebook | None = None
         self._execution = _Execution()
+        #: batches whose progress showed its end while a cell ran (nbclient saved it)
+        self._ended_in_a_cell: set[str] = set()
 
     # -- REPLs -----------------------------------------------------------------------------------
 
@@ -146,19 +148,39 @@ class LeanSession:
         )
 
     def progress_target(self, mode: str) -> tuple[ProgressMode, Send | None]:
-        """Display messages go through IPython's publisher under a kernel (or when asked for);
-        elsewhere (a terminal) ``auto`` progress is a line on stderr."""
+        """Display messages go through IPython's publisher under a kernel (or when asked for
+        outside a terminal). In a terminal IPython every mode but ``none`` is the terminal
+        line (``display.terminal.TerminalProgress``): live while a cell runs (the user is
+        waiting: ``wait()``), silent while the prompt is up, and one line above the prompt
+        when the batch ends there. A terminal can show neither a widget nor a display updated
+        in place: its display publisher would print each update over the prompt."""
         has_kernel = getattr(self.shell, "kernel", None) is not None
-        if mode in ("widget", "text") or (mode == "auto" and has_kernel):
+        if mode == "none":
+            return "none", None
+        if has_kernel or (mode in ("widget", "text") and not _in_terminal(self.shell)):
             return mode, ipython_send(self.shell)  # type: ignore[return-value]
-        return mode, None  # type: ignore[return-value]
+        return "auto", None
 
     # -- cell ids ------------------------------------------------------------------------------
 
     def pre_run_cell(self, info: Any) -> None:
-        """IPython's hook before each execution: note the frontend's cell id."""
+        """IPython's hook before each execution: note the frontend's cell id; show again the
+        end of batches that ended between cells (see ``post_run_cell``)."""
         cell_id = getattr(info, "cell_id", None) or self._parent_cell_id()
         self._execution = _Execution(cell_id=cell_id, count=self.shell.execution_count)
+        for run in self._ended_runs():
+            if run.handle.batch_id not in self._ended_in_a_cell and run.progress is not None:
+                run.progress.show_again()
+        self._ended_in_a_cell = {run.handle.batch_id for run in self._ended_runs()}
+
+    def post_run_cell(self, result: Any = None) -> None:
+        """IPython's hook after each execution: note which batches' progress has shown its end
+        while a cell ran. One that ends after this, between cells, is shown again from the next
+        cell: nbclient (``nbconvert --execute``) saves only what arrives while a cell runs."""
+        self._ended_in_a_cell = {run.handle.batch_id for run in self._ended_runs()}
+
+    def _ended_runs(self) -> list[BatchRun]:
+        return [r for r in self.keeper.batches if r.progress and r.progress.finished.is_set()]
 
     def _parent_cell_id(self) -> str | None:
         """``cellId`` from the execute request's metadata (JupyterLab, Notebook 7, VS Code)."""
@@ -179,3 +201,10 @@ class LeanSession:
         if execution.cell_id is None:
             return None, label
         return f"{execution.cell_id}/{execution.used}", label
+
+
+def _in_terminal(shell: Any) -> bool:
+    """Whether ``shell`` reads cells at a prompt_toolkit prompt in a terminal."""
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+
+    return isinstance(shell, TerminalInteractiveShell)

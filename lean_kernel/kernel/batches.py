@@ -39,7 +39,9 @@ async def await_batch(
     too, but the cell then ends normally with its partial report."""
     handle = run.handle
     interrupted = await _wait(handle, cancel, log)
-    if run.progress is not None:  # its last update goes out before the table
+    if run.progress is not None:
+        # Its last update goes out before the table. The driver shows the end before the
+        # handle is done, so this is at once, except when an interrupted batch did not end.
         await asyncio.to_thread(run.progress.finished.wait, 5.0)
     output.display(handle.results.table_bundle(more=f"`%batch {run.name} all` shows every item"))
     if interrupted:

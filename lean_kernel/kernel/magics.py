@@ -380,7 +380,8 @@ def _batch(host: Host, plan: CellPlan, args: str) -> Reply | None:
 
 def _show_item(host: Host, name: str, item: ItemResult) -> None:
     """One batch item: its command and what Lean said about it, drawn on the command."""
-    head = f"{name} #{item.index}: {item.status}, {item.time:.3f} s"
+    kind = f" ({item.outcome})" if item.outcome != item.status else ""  # e.g. error (stopped)
+    head = f"{name} #{item.index}: {item.status}{kind}, {item.time:.3f} s"
     if item.header_time:
         head += f" (+ {item.header_time:.3f} s header)"
     if item.worker:

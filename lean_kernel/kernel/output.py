@@ -79,16 +79,31 @@ class KernelOutput:
 
     @contextlib.contextmanager
     def progress(self, title: str) -> Iterator[Callable[[str], None]]:
-        """A display updated in place with each step (for setup, which can take minutes)."""
+        """A display updated in place with each step (for setup, which can take minutes). It
+        ends saying how the work ended (done, failed, interrupted), so a step that was under
+        way never stays on screen above the error it led to."""
         display_id = uuid.uuid4().hex
         started = time.monotonic()
-        self.display({"text/plain": f"{title}..."}, display_id=display_id)
+        last = [""]
+
+        def show(text: str, update: bool = True) -> None:
+            self.display({"text/plain": text}, display_id=display_id, update=update)
 
         def say(line: str) -> None:
-            text = f"{title} ({time.monotonic() - started:.0f} s): {line}"
-            self.display({"text/plain": text}, display_id=display_id, update=True)
+            last[0] = line
+            show(f"{title} ({time.monotonic() - started:.0f} s): {line}")
 
-        yield say
+        show(f"{title}...", update=False)
+        try:
+            yield say
+        except (KeyboardInterrupt, InterruptedError):
+            show(f"{title}: interrupted after {time.monotonic() - started:.0f} s.")
+            raise
+        except BaseException:
+            show(f"{title}: failed after {time.monotonic() - started:.0f} s (the error is below).")
+            raise
+        seconds = time.monotonic() - started
+        show(f"{title}: done in {seconds:.0f} s" + (f" ({last[0]})." if last[0] else "."))
 
     def send(self, msg_type: str, content: dict[str, Any]) -> None:
         """``progress.Send``: a batch progress view's display messages."""

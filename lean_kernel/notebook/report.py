@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lean_kernel.engine.outcome import outcome_of, uses_sorry
 from lean_kernel.engine.protocol import CommandResponse
 from lean_kernel.notebook.document import Cell, CellStatus
 from lean_kernel.notebook.proofs import ProofCell
@@ -33,8 +34,10 @@ def _cell_row(position: int, cell: Cell, status: CellStatus) -> dict[str, object
     text: str = status
     if status == "failed":
         text = f"error: {cell.failure}"
+    elif status == "error" and outcome_of(status, cell.result) == "stopped":
+        text = "stopped: Lean's heartbeat limit"
     elif status == "ok" and isinstance(cell.result, CommandResponse):
-        if cell.result.sorries:
+        if uses_sorry(cell.result):
             text = "warning: sorry"
         elif cell.result.get_warnings():
             text = "warning"
