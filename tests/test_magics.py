@@ -152,7 +152,9 @@ def test_without_cell_ids_every_run_is_a_new_cell(shell):
 
 def test_interrupt_kills_the_running_command_and_the_next_cell_works(shell):
     run(shell, "%lean def kept := 7")
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # The interrupt must come while the command runs: 1.5 s leaves a loaded CI machine time to
+    # send it (at 0.5 s one CI run interrupted the cell before it reached the REPL).
+    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
