@@ -32,6 +32,8 @@ from lean_kernel.engine.install import elan_bin, find_tool
 from lean_kernel.engine.launch import CACHE_ENV_VAR, FLAVOR_ENV_VAR, REPL_ENV_VAR
 from lean_kernel.engine.proof import dependency_modules, expected_version, prove
 from lean_kernel.engine.settings import (
+    HEARTBEAT_RATE_ENV_VAR,
+    HEARTBEATS_ENV_VAR,
     IDLE_TIMEOUT_ENV_VAR,
     INCREMENTAL_ENV_VAR,
     MEMORY_ENV_VAR,
@@ -75,6 +77,8 @@ settings (environment variables read when the kernel starts; give them to the ke
   {REPL_ENV_VAR:<28} the REPL command line, used as is (wins over everything)
   {PROJECT_ENV_VAR:<28} a Lake project folder: its Lean version and dependencies
   {TIMEOUT_ENV_VAR:<28} seconds a cell may run (`none`: no limit)
+  {HEARTBEATS_ENV_VAR:<28} Lean's maxHeartbeats first: auto (from the timeout), off, or N
+  {HEARTBEAT_RATE_ENV_VAR:<28} heartbeats per second `auto` assumes
   {MEMORY_ENV_VAR:<28} memory one REPL may use, in MB
   {INCREMENTAL_ENV_VAR:<28} on / off: reuse the elaboration of an unchanged prefix
   {IDLE_TIMEOUT_ENV_VAR:<28} seconds an idle batch-pool REPL is kept

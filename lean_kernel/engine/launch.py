@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_REPL_REV",
     "FLAVOR_ENV_VAR",
     "FORK_REPL_GIT",
+    "PROJECT_ENV_VAR",
     "REPL_ENV_VAR",
     "UPSTREAM_REPL_GIT",
     "Flavor",
@@ -44,6 +45,8 @@ UPSTREAM_REPL_GIT = "https://github.com/leanprover-community/repl"
 REPL_ENV_VAR = "LEAN_KERNEL_REPL"
 FLAVOR_ENV_VAR = "LEAN_KERNEL_REPL_FLAVOR"
 CACHE_ENV_VAR = "LEAN_KERNEL_CACHE_DIR"
+#: A Lake project folder to run the REPL in (read by ``engine.settings``).
+PROJECT_ENV_VAR = "LEAN_KERNEL_PROJECT"
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.]+))?$")
 

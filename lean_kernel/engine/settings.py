@@ -36,6 +36,7 @@ from lean_kernel.engine.heartbeats import (
     describe_heartbeats,
     parse_heartbeats,
 )
+from lean_kernel.engine.launch import PROJECT_ENV_VAR
 
 __all__ = [
     "HEARTBEATS_ENV_VAR",
@@ -59,7 +60,6 @@ __all__ = [
 MEMORY_ENV_VAR = "LEAN_KERNEL_MEMORY_LIMIT_MB"
 TIMEOUT_ENV_VAR = "LEAN_KERNEL_TIMEOUT"
 INCREMENTAL_ENV_VAR = "LEAN_KERNEL_INCREMENTAL"
-PROJECT_ENV_VAR = "LEAN_KERNEL_PROJECT"
 IDLE_TIMEOUT_ENV_VAR = "LEAN_KERNEL_IDLE_TIMEOUT"
 
 #: Seconds a batch-pool REPL may sit idle before it is ended (and restarted when next needed).

@@ -21,12 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from lean_kernel.engine.launch import REPL_ENV_VAR
+from lean_kernel.engine.launch import PROJECT_ENV_VAR, REPL_ENV_VAR
 from lean_kernel.engine.process import kill_tree
 from lean_kernel.errors import ReplSetupError
-
-#: Read by engine/settings.py (which sits above this module, hence the name written twice).
-PROJECT_ENV_VAR = "LEAN_KERNEL_PROJECT"
 
 _TAIL_LINES = 20
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
