@@ -53,6 +53,30 @@ def wait_no_repl_processes(timeout: float = 5.0) -> list[psutil.Process]:
     return left
 
 
+@pytest.fixture(scope="session", autouse=True)
+def result_cache_of_the_run(tmp_path_factory):
+    """Batches and cells keep Lean's answers in a result cache (``engine/resultstore.py``): the
+    suite's lives in a temporary folder, never in the user's ``~/.cache``. Kernels and worker
+    processes started by the run inherit the variable."""
+    previous = os.environ.get("LEAN_KERNEL_RESULT_CACHE")
+    path = tmp_path_factory.mktemp("result-cache") / "results.sqlite3"
+    os.environ["LEAN_KERNEL_RESULT_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("LEAN_KERNEL_RESULT_CACHE", None)
+    else:
+        os.environ["LEAN_KERNEL_RESULT_CACHE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def result_cache_of_the_test(result_cache_of_the_run, tmp_path_factory, monkeypatch):
+    """Each test its own result cache, so an answer one test kept never answers another's
+    command (module-wide kernels share the run's)."""
+    path = tmp_path_factory.mktemp("result-cache") / "results.sqlite3"
+    monkeypatch.setenv("LEAN_KERNEL_RESULT_CACHE", str(path))
+    return path
+
+
 @pytest.fixture
 def no_repl_left_behind():
     """Fail the test if a REPL it started is still running once it is over (GC included)."""

@@ -279,7 +279,7 @@ EVERY_OUTCOME = [
     "ok",
     "sorry",
     "error",
-    "stopped",
+    "out of heartbeats",
     "timeout",
     "crashed",
     "out of memory",
@@ -328,7 +328,8 @@ def every_outcome_results() -> BatchResults:
 def test_each_outcome_has_its_own_name_and_its_status_stays_the_kind_of_end():
     results = every_outcome_results()
     assert results.outcomes == EVERY_OUTCOME
-    # `stopped` is an error Lean reported (the REPL kept its states); `out of memory` a crash.
+    # `out of heartbeats` is an error Lean reported (the REPL kept its states); `out of memory` a
+    # crash.
     assert results.statuses == [
         "ok",
         "sorry",
@@ -358,7 +359,7 @@ def test_summary_and_table_show_each_outcome_once_and_never_a_sorry_as_ok():
     assert summary["crashed"] == 1 and summary["error"] == 1, "each item is counted once"
     line = results.summary_line()
     assert line.startswith(
-        "mixed: 8 items: 1 ok, 1 sorry, 1 error, 1 stopped, 1 timeout, 1 crashed, "
+        "mixed: 8 items: 1 ok, 1 sorry, 1 error, 1 out of heartbeats, 1 timeout, 1 crashed, "
         "1 out of memory, 1 cancelled;"
     )
     plain = results.table_bundle()["text/plain"]
@@ -398,7 +399,7 @@ def test_batch_list_row_counts_ok_sorry_and_failures_by_kind():
     row = BatchRun("mixed", handle).row()  # type: ignore[arg-type]
     assert (row["ok"], row["sorry"], row["failed"]) == (1, 1, 6)
     assert row["failures"] == (
-        "1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory, 1 cancelled"
+        "1 error, 1 out of heartbeats, 1 timeout, 1 crashed, 1 out of memory, 1 cancelled"
     )
     table = render_table([row])["text/plain"]
     assert "sorry" in table.splitlines()[0] and "failures" in table.splitlines()[0]

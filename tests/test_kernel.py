@@ -679,7 +679,7 @@ def test_cells_magic_shows_each_cell_under_its_own_word_and_never_a_sorry_as_ok(
     start, end = head.index("status"), head.index("time (s)")  # the status column
     words = [row[start:end].strip() for row in rows]
     assert words[:3] == ["ok", "warning: sorry", "error"], plain
-    assert words[3] == "stopped: Lean's heartbeat limit", plain
+    assert words[3] == "out of heartbeats: Lean's limit", plain
     assert words[4].startswith("error: crashed the REPL"), plain
 
 

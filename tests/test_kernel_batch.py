@@ -19,7 +19,10 @@ from conftest import wait_no_repl_processes
 from kernel_harness import Execution, KernelSession
 from test_kernel import RequestLog, jupyter_path, start_kernel, wait_gone  # noqa: F401 - fixtures
 
-ROW = re.compile(r"^(\d+)\s+(ok|sorry|error|timeout|crashed|cancelled|exception)\b")
+ROW = re.compile(
+    r"^(\d+)\s+(ok|sorry|error|out of heartbeats|timeout|crashed|out of memory|stopped|"
+    r"cancelled|exception)\b"
+)
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +204,10 @@ def test_cancel_button_clicked_in_the_frontend_stops_the_batch(kernel, log):
     kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_msg", click))
     run = collector.finish(10)
     assert time.monotonic() - clicked < 3, "the click did not reach the widget"
-    assert run.status == "ok" and table(run) == [(i, "cancelled") for i in range(8)]
+    # The two running when the click came were stopped (their REPLs killed); no other started.
+    rows = table(run)
+    assert run.status == "ok" and [i for i, _ in rows] == list(range(8))
+    assert sorted(word for _, word in rows) == ["cancelled"] * 6 + ["stopped"] * 2
     assert not [pid for pid in pids_running(log, "#fake_sleep 30") if wait_gone(pid)]
     assert kernel.cell("#eval 41 + 1").stdout == "42\n"
 
@@ -215,7 +221,9 @@ def test_interrupt_cancels_the_batch_kills_its_repls_and_the_kernel_goes_on(kern
     run = collector.finish(15)
     assert time.monotonic() - interrupted < 3
     assert run.reply["ename"] == "KeyboardInterrupt" and "`slow` cancelled" in run.reply["evalue"]
-    assert table(run) == [(0, "ok"), *((i, "cancelled") for i in range(1, 7))]
+    rows = table(run)
+    assert rows[0] == (0, "ok") and [i for i, _ in rows] == list(range(7))
+    assert sorted(word for _, word in rows[1:]) == ["cancelled"] * 4 + ["stopped"] * 2
     assert not [pid for pid in pids_running(log, "#fake_sleep 30") if wait_gone(pid)]
     assert kernel.cell("#eval 7").stdout == "7\n"
     again, _ = batch(kernel, ["#eval 1", "#eval 2"], "-w 2")
@@ -333,7 +341,7 @@ OUTCOME_COMMANDS = {
     "ok": "#eval 1",
     "sorry": "theorem s : 1 = 1 := by sorry",
     "error": "theorem bad : 1 = 2 := oops_unknown",
-    "stopped": "import Mathlib\ntheorem slow : True := by\n  #fake_hang\n  trivial",
+    "out of heartbeats": "import Mathlib\ntheorem slow : True := by\n  #fake_hang\n  trivial",
     "timeout": "#fake_hang",
     "crashed": "#fake_crash",
     "out of memory": "#fake_memory 1000 2",
@@ -361,7 +369,10 @@ def test_batch_outcomes_each_show_under_their_own_name_in_the_table_and_in_batch
     run = kernel.execute(f"%%lean_batch -w 2 -t 1 -o mixed --progress none\n{commands}", "a", 60)
     assert run.status == "ok", run.plain
     words = list(OUTCOME_COMMANDS)
-    summary = "7 items: 1 ok, 1 sorry, 1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory;"
+    summary = (
+        "7 items: 1 ok, 1 sorry, 1 error, 1 out of heartbeats, 1 timeout, 1 crashed, "
+        "1 out of memory;"
+    )
     assert summary in run.plain
     assert outcome_rows(run.plain) == list(enumerate(words)), run.plain
 
@@ -372,9 +383,9 @@ def test_batch_outcomes_each_show_under_their_own_name_in_the_table_and_in_batch
     head, row = listing[title + 1], listing[title + 3]
     assert head.split()[:5] == ["results", "done", "ok", "sorry", "failed"]
     assert row.split()[:5] == ["mixed", "7/7", "1", "1", "5"]
-    assert "1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory" in row
+    assert "1 error, 1 out of heartbeats, 1 timeout, 1 crashed, 1 out of memory" in row
     assert "mixed #6: crashed (out of memory)" in kernel.execute("%batch mixed 6", "d").plain
-    assert "mixed #3: error (stopped)" in kernel.execute("%batch mixed 3", "e").plain
+    assert "mixed #3: error (out of heartbeats)" in kernel.execute("%batch mixed 3", "e").plain
 
 
 # -- a saved Lean notebook keeps the final progress (nbconvert --execute, nbclient) -------------

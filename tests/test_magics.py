@@ -409,7 +409,7 @@ OUTCOME_COMMANDS = {
     "ok": "#eval 1",
     "sorry": "theorem s : 1 = 1 := by sorry",
     "error": "theorem bad : 1 = 2 := oops_unknown",
-    "stopped": HEADER + "theorem slow : True := by\n  #fake_hang\n  trivial",
+    "out of heartbeats": HEADER + "theorem slow : True := by\n  #fake_hang\n  trivial",
     "timeout": "#fake_hang",
     "crashed": "#fake_crash",
     "out of memory": "#fake_memory 1000 2",
@@ -434,7 +434,8 @@ def test_batch_outcomes_each_show_under_their_own_name_and_a_sorry_is_never_ok(
     assert results.statuses == ["ok", "sorry", "error", "error", "timeout", "crashed", "crashed"]
 
     plain = results._repr_mimebundle_()["text/plain"]
-    assert "1 ok, 1 sorry, 1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory;" in plain
+    counts = "1 ok, 1 sorry, 1 error, 1 out of heartbeats, 1 timeout, 1 crashed, 1 out of memory;"
+    assert counts in plain
     shown = [line.split("  ", 2)[:2] for line in plain.splitlines()[3:]]
     assert [word.strip() for _, word in shown] == words
 
@@ -449,7 +450,7 @@ def test_batch_outcomes_each_show_under_their_own_name_and_a_sorry_is_never_ok(
     head, row = lines[title + 1], lines[title + 3]
     assert head.split()[:5] == ["results", "done", "ok", "sorry", "failed"]
     assert row.split()[:5] == ["mixed", "7/7", "1", "1", "5"]
-    assert "1 error, 1 stopped, 1 timeout, 1 crashed, 1 out of memory" in row
+    assert "1 error, 1 out of heartbeats, 1 timeout, 1 crashed, 1 out of memory" in row
 
 
 # -- progress ends on its final state; a terminal's prompt is left alone --------------------------
@@ -492,7 +493,8 @@ def test_background_batch_in_a_terminal_shell_writes_nothing_over_the_prompt(
     assert len(above_prompt) == 1  # but one line above the prompt says how it ended
     assert above_prompt[0].startswith("res: 6/6 (100%) done ok 5, sorry 1; ")
 
-    run(shell, batch_cell(SLOW_MIXED, "-w 2 -o again"))
+    # The same commands again, run (not answered from the result cache): a live line again.
+    run(shell, batch_cell(SLOW_MIXED, "-w 2 -o again --no-cache"))
     capsys.readouterr()
     run(shell, "again.wait(30)")  # a cell waiting for the batch: a live line, then the end
     written = capsys.readouterr().err
@@ -535,7 +537,7 @@ def test_terminal_ipython_never_writes_progress_over_the_prompt(tmp_path):
         child.sendline("print(x * 21)")
         child.expect(r"\D42\r\n")
 
-        child.sendline("%lean_batch -i slow -o res2 -w 2")
+        child.sendline("%lean_batch -i slow -o res2 -w 2 --no-cache")  # run again, live
         child.expect(r"In \[7\]")
         child.sendline("res2.wait()")  # waiting in a cell: the line is live, and ends
         child.expect(r"res2: \d+/12 \(\d+%\) ok \d+; [\d.]+ s elapsed, ETA")

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import fake_repl_command, read_log
+from conftest import fake_repl_command, our_repl_processes, read_log, wait_no_repl_processes
 
 from lean_kernel import (
     LeanREPLConfig,
@@ -18,6 +18,8 @@ from lean_kernel import (
     ReplMemoryError,
     ReplTimeoutError,
 )
+from lean_kernel.engine.outcome import status_of
+from lean_kernel.engine.resultstore import ResultStore
 from lean_kernel.notebook import (
     ImportPlacementError,
     Notebook,
@@ -513,3 +515,175 @@ def test_a_cells_own_heartbeats_win_and_a_stopped_cell_is_not_served_from_the_ca
         assert notebook.heartbeats == "off"
         with pytest.raises(ValueError, match="not a heartbeat limit"):
             notebook.heartbeats = "plenty"
+
+
+# -- the persistent result store: a new process re-running a notebook --------------------------
+
+FIVE_CELLS = [
+    "def a := 1",
+    "def b := a + 1",
+    "theorem two : b = 2 := rfl",
+    "#eval b",
+    "#eval nope",
+]
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = ResultStore(tmp_path / "results.sqlite3")
+    yield store
+    store.close()
+
+
+def notebook_logging_to(log, monkeypatch, store, **options) -> Notebook:
+    """A notebook with its own fake REPL process, logging to ``log``. Every such notebook has
+    the same config (the log is a flag in FAKE_REPL_ARGS), so they share the store's answers,
+    as a kernel restarted on the same Lean does."""
+    monkeypatch.setenv("FAKE_REPL_ARGS", f"--log {log}")
+    return Notebook(LeanREPLConfig(repl_command=fake_repl_command()), store=store, **options)
+
+
+def run_all(notebook, texts, **options) -> list:
+    return [notebook.run(text, cell_id=f"c{i}", **options) for i, text in enumerate(texts)]
+
+
+def same_answer(run, earlier) -> bool:
+    """The same messages (text, severity, positions) and status as an earlier answer."""
+    mine = run.response if hasattr(run, "response") else run
+    theirs = earlier.response if hasattr(earlier, "response") else earlier
+    return mine.messages == theirs.messages and status_of(mine) == status_of(theirs)
+
+
+def test_a_new_process_answers_unchanged_cells_from_the_store_without_starting_lean(
+    tmp_path, monkeypatch, store
+):
+    first_log, second_log = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    with notebook_logging_to(first_log, monkeypatch, store) as first:
+        before = run_all(first, FIVE_CELLS)
+    assert commands(first_log) == FIVE_CELLS
+    assert wait_no_repl_processes() == []
+    with notebook_logging_to(second_log, monkeypatch, store) as second:
+        again = run_all(second, FIVE_CELLS)
+        assert all(run.from_store and run.cached for run in again)
+        assert second.running_server is None and our_repl_processes() == []
+        assert read_log(second_log) == []
+        assert all(same_answer(run, old) for run, old in zip(again, before, strict=True))
+        assert [run.has_errors for run in again] == [False] * 4 + [True]
+        assert [second.status(c) for c in second.cells] == ["ok"] * 4 + ["error"]
+        assert "(from the result cache)" in second.table()[0]["status"]
+
+        edited = second.run("theorem two : b = 2 := by rfl", cell_id="c2")
+        assert commands(second_log) == [*FIVE_CELLS[:2], "theorem two : b = 2 := by rfl"]
+        (recheck,) = edited.rechecks
+        assert recheck.kind == "cached"
+        assert "Elaborated 2 cells answered from the result cache" in recheck.summary()
+        assert all(
+            same_answer(cell.result, old)
+            for cell, old in zip(second.cells[:2], before[:2], strict=True)
+        )
+        assert not edited.from_store and not edited.has_errors
+        # Below the edit the env is another one: those answers are not the store's to give.
+        assert [second.status(c) for c in second.cells] == ["ok"] * 3 + ["stale"] * 2
+        below = second.run("#eval b", cell_id="c3")
+        assert not below.from_store and outputs(below) == ["2"]
+
+
+def test_sorries_and_timeouts_run_for_real_and_a_failed_cell_adds_nothing_to_the_key(
+    tmp_path, monkeypatch, store
+):
+    cells = ["def a := 1", "theorem s : a = 1 := by sorry", "#fake_hang", "#eval a + 1"]
+    first_log, second_log = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    with notebook_logging_to(first_log, monkeypatch, store, timeout=0.5) as first:
+        before = run_all(first, cells)
+    assert isinstance(before[2].error, ReplTimeoutError)
+    with notebook_logging_to(second_log, monkeypatch, store, timeout=0.5) as second:
+        again = run_all(second, cells)
+        assert [run.from_store for run in again] == [True, False, False, True]
+        sent = commands(second_log)
+        assert sent[:3] == cells[:3]  # the sorry needs its cell above live; the hang is tried
+        assert isinstance(again[2].error, ReplTimeoutError)
+        assert same_answer(again[1], before[1]) and same_answer(again[3], before[3])
+        # The sorry's proof state is live: %proof works on it.
+        assert second.prove("rfl", cell_id="p").complete
+
+
+def test_an_answer_lean_took_longer_than_the_timeout_to_give_runs_again(
+    tmp_path, monkeypatch, store
+):
+    slow = "#fake_sleep 0.3\n#eval 1"
+    with notebook_logging_to(tmp_path / "first.jsonl", monkeypatch, store) as first:
+        assert not first.run(slow, cell_id="slow").has_errors
+    with notebook_logging_to(tmp_path / "second.jsonl", monkeypatch, store) as second:
+        run = second.run(slow, cell_id="slow", timeout=0.1)
+        assert not run.from_store and isinstance(run.error, ReplTimeoutError)
+
+
+def test_another_heartbeat_limit_is_another_key(tmp_path, monkeypatch, store):
+    with notebook_logging_to(tmp_path / "first.jsonl", monkeypatch, store) as first:
+        run_all(first, FIVE_CELLS[:2])
+    with notebook_logging_to(tmp_path / "second.jsonl", monkeypatch, store) as second:
+        runs = run_all(second, FIVE_CELLS[:2], heartbeats=1000)
+        assert [run.from_store for run in runs] == [False, False]
+
+
+def test_a_query_elaborates_the_cells_from_the_store_first(tmp_path, monkeypatch, store):
+    with notebook_logging_to(tmp_path / "first.jsonl", monkeypatch, store) as first:
+        run_all(first, FIVE_CELLS[:2])
+    second_log = tmp_path / "second.jsonl"
+    with notebook_logging_to(second_log, monkeypatch, store) as second:
+        run_all(second, FIVE_CELLS[:2])
+        assert [m.data for m in second.query("#eval b").messages] == ["2"]
+        assert commands(second_log) == [*FIVE_CELLS[:2], "#eval b"]
+        assert [second.status(c) for c in second.cells] == ["ok", "ok"]
+        assert "result cache" not in second.table()[1]["status"]
+
+
+def test_a_change_above_a_cell_from_the_store_makes_it_stale_and_reverting_it_does_not(
+    tmp_path, monkeypatch, store
+):
+    with notebook_logging_to(tmp_path / "first.jsonl", monkeypatch, store) as first:
+        run_all(first, FIVE_CELLS[:4])
+    with notebook_logging_to(tmp_path / "second.jsonl", monkeypatch, store) as second:
+        run_all(second, FIVE_CELLS[:4])
+        second.run("def b := a + 2", cell_id="c1")
+        assert [second.status(c) for c in second.cells] == ["ok", "ok", "stale", "stale"]
+        assert outputs(second.run("#eval b", cell_id="c3")) == ["3"]
+        back = second.run("def b := a + 1", cell_id="c1")
+        assert back.from_store  # its key is the first notebook's again
+        assert [second.status(c) for c in second.cells] == ["ok", "ok", "stale", "stale"]
+        runs = [second.run(FIVE_CELLS[i], cell_id=f"c{i}") for i in (2, 3)]
+        assert all(run.from_store for run in runs) and outputs(runs[1]) == ["2"]
+
+
+def test_rebuilding_an_imported_module_of_the_project_is_another_key(tmp_path, monkeypatch, store):
+    olean = tmp_path / ".lake" / "build" / "lib" / "lean" / "Project" / "Basic.olean"
+    olean.parent.mkdir(parents=True)
+    olean.write_bytes(b"built once")
+    config = LeanREPLConfig(repl_command=fake_repl_command(), working_dir=tmp_path)
+    cells = ["import Project.Basic", "def x := 1"]
+
+    def run_in_a_new_notebook() -> list[bool]:
+        with Notebook(config, store=store) as notebook:
+            return [run.from_store for run in run_all(notebook, cells)]
+
+    assert run_in_a_new_notebook() == [False, False]
+    assert run_in_a_new_notebook() == [True, True]
+    olean.write_bytes(b"built again, after an edit")
+    assert run_in_a_new_notebook() == [False, False]
+
+
+def test_switching_repl_has_the_new_one_check_the_cells_from_the_store(
+    tmp_path, monkeypatch, store
+):
+    with notebook_logging_to(tmp_path / "first.jsonl", monkeypatch, store) as first:
+        run_all(first, FIVE_CELLS[:2])
+    second_log = tmp_path / "second.jsonl"
+    with notebook_logging_to(second_log, monkeypatch, store) as second:
+        assert all(run.from_store for run in run_all(second, FIVE_CELLS[:2]))
+        other = LeanREPLConfig(repl_command=fake_repl_command("--lean-version", "4.19.0"))
+        replay = second.use_config(other)
+        assert [c.label for c in replay.cells] == ["#1", "#2"]
+        assert replay.summary().startswith("Switched REPL; replayed 2 cells #1 #2")
+        assert commands(second_log) == FIVE_CELLS[:2]
+        assert [second.status(c) for c in second.cells] == ["ok", "ok"]
+        assert not any(cell.from_store for cell in second.cells)

@@ -204,7 +204,7 @@ def test_unit_of_work_is_a_picklable_function_of_config_and_commands(request_log
     )
     outcome = pickle.loads(pickle.dumps(run_job(pickle.loads(pickle.dumps(job)))))
     assert outcome.results[0].response.messages[0].data == "42"
-    from lean_kernel.batch.workers import close_all_worker_sets
+    from lean_kernel.batch.registry import close_all_worker_sets
 
     close_all_worker_sets()
 
@@ -348,7 +348,9 @@ def wait_until_reaped(pool: LeanServerPool, timeout: float = 5.0) -> list[dict]:
 
 
 def test_idle_repls_are_reaped_and_restart_on_demand(request_log):
-    with LeanServerPool(config(request_log), num_workers=2, idle_timeout=0.5) as pool:
+    # cache=False: the same batch again must run on fresh REPLs, not come from the cache
+    pool = LeanServerPool(config(request_log), num_workers=2, idle_timeout=0.5, cache=False)
+    with pool:
         assert pool.run_batch(theorems(6)).results.statuses == ["ok"] * 6
         first = {e["pid"] for e in log_entries(request_log)}
         assert len(first) == 2
@@ -482,3 +484,38 @@ def test_a_script_that_ends_during_a_batch_exits_and_leaves_no_repl(request_log)
     assert "leaving" in result.stdout
     assert time.monotonic() - started < 30
     assert wait_no_repl_processes() == []
+
+
+def test_an_interrupted_batch_resumes_and_runs_only_what_was_left(request_log, tmp_path):
+    """The result cache (on by default) keeps each answer as it comes: the same batch run again
+    after a cancel sends Lean only the commands that had not been answered."""
+    store = tmp_path / "results.sqlite3"
+    commands = [
+        f"{HEADER}theorem t{i} : {i} + 0 = {i} := rfl" + ("\n#eval oops" if i % 50 == 7 else "")
+        for i in range(2000)
+    ]
+    with LeanServerPool(config(request_log), num_workers=2, cache=store) as pool:
+        handle = pool.submit_batch(commands)
+        while handle.done_count < 600:
+            time.sleep(0.02)
+        handle.cancel()
+        first = handle.result(60)
+    answered = {r.index for r in first if r.status in ("ok", "sorry", "error")}
+    assert 600 <= len(answered) < 2000 and "error" in first.statuses
+    sent_before = len(bodies(request_log))
+    with LeanServerPool(config(request_log), num_workers=2, cache=store) as pool:
+        again = pool.run_batch(commands).results
+    sent_again = bodies(request_log)[sent_before:]
+    assert len(sent_again) == 2000 - len(answered)  # only what was left
+    assert {int(b.split("theorem t")[1].split(" ")[0]) for b in sent_again} == (
+        set(range(2000)) - answered
+    )
+    assert [r.status for r in again] == [
+        "error" if i % 50 == 7 else "ok" for i in range(2000)
+    ]
+    assert sum(r.worker == "cache" for r in again) == len(answered)
+
+
+def bodies(log) -> list[str]:
+    """The batch bodies the fake REPL received (commands on an env, not headers)."""
+    return [r["cmd"] for r in read_log(log) if "theorem t" in r.get("cmd", "")]

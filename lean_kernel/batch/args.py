@@ -2,8 +2,8 @@
 
 Shared by the IPython extension and the Lean kernel, so both read
 ``%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o VAR]
-[--sep LINE] [-i VAR] [--progress MODE]`` the same way and cut the body at the same separator
-lines.
+[--sep LINE] [-i VAR] [--progress MODE] [--no-cache] [--cluster ADDRESS]`` the same way and cut
+the body at the same separator lines.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ PROGRESS_MODES = ("auto", "widget", "text", "none")
 
 USAGE = (
     "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o VAR] "
-    "[--sep LINE] [-i VAR] [--progress auto|widget|text|none]"
+    "[--sep LINE] [-i VAR] [--progress auto|widget|text|none] [--no-cache] [--cluster ADDRESS]"
 )
 
 
@@ -59,6 +59,10 @@ class BatchArgs:
     separator: str = DEFAULT_SEPARATOR
     input: str | None = None
     progress: str | None = None
+    #: answers from the result cache where it has them, and new ones kept (``--no-cache``: off)
+    cache: bool = True
+    #: the address of a cluster to run the batch on (``--cluster``); None: this machine
+    cluster: str | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +97,8 @@ def _parser(usage: str) -> _Parser:
     parser.add_argument("--sep", "--separator", dest="separator", default=DEFAULT_SEPARATOR)
     parser.add_argument("-i", "--input")
     parser.add_argument("--progress", choices=PROGRESS_MODES)
+    parser.add_argument("--no-cache", dest="cache", action="store_false")
+    parser.add_argument("--cluster")
     return parser
 
 
@@ -115,6 +121,8 @@ def parse_batch_args(line: str, usage: str = USAGE) -> BatchArgs:
                 f"-{name[0]} needs a variable name (letters, digits and _, not starting with a "
                 f"digit), not {value!r}"
             )
+    if args.cluster is not None and not args.cluster.strip():
+        raise BatchArgsError("--cluster needs an address, e.g. --cluster tcp://host:8786")
     if not args.separator.strip():
         raise BatchArgsError("--sep needs a non-blank line")
     header = args.header.replace("\\n", "\n") if args.header is not None else None
@@ -129,6 +137,8 @@ def parse_batch_args(line: str, usage: str = USAGE) -> BatchArgs:
         separator=args.separator.strip(),
         input=args.input,
         progress=args.progress,
+        cache=args.cache,
+        cluster=args.cluster.strip() if args.cluster is not None else None,
     )
 
 

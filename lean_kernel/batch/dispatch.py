@@ -1,8 +1,10 @@
 """The pool's engine room: hands chunks of a batch to an executor as workers free up.
 
 A dispatcher thread asks the ``Scheduler`` what each free worker should take, wraps it in a
-``BatchJob`` and submits ``run_job`` to the executor; finished jobs free their worker, report
-their items to the batch's handle, and tell the scheduler which headers the worker now holds.
+``BatchJob`` and submits it to the engine (threads here, an executor, a Dask or Ray cluster:
+``lean_kernel.batch.engines``); finished jobs free their worker, report their items to the
+batch's handle, and tell the scheduler which headers the worker now holds. A cluster engine
+also reports items one by one as they end.
 Single requests (``LeanServerPool.run``) borrow a worker here too, ahead of batch work.
 Workers whose REPL was ended for being idle (``WorkerSet.idle_timeout``) hold no header any more:
 the scheduler is told so before it next chooses for them.
@@ -16,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+from lean_kernel.batch.engines import Engine
 from lean_kernel.batch.handle import BatchHandle
 from lean_kernel.batch.jobs import (
     BatchItem,
@@ -24,20 +27,16 @@ from lean_kernel.batch.jobs import (
     cancelled_result,
     failed_result,
     register_batch,
-    run_job,
     unregister_batch,
 )
+from lean_kernel.batch.registry import register_worker_set
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.batch.scheduler import Assignment, Scheduler
-from lean_kernel.batch.workers import (
-    IDLE_TIMEOUT_OPTION,
-    Worker,
-    WorkerSet,
-    register_worker_set,
-)
+from lean_kernel.batch.workers import IDLE_TIMEOUT_OPTION, Worker, WorkerSet
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.memory import measure_repl_memory
 from lean_kernel.engine.protocol import BaseREPLQuery
-from lean_kernel.engine.sessioncache import ReplaySessionCache
+from lean_kernel.engine.sessioncache import ReplaySessionCache, SessionEntry
 from lean_kernel.errors import ReplCancelledError
 
 __all__ = ["Dispatcher"]
@@ -55,7 +54,7 @@ class Dispatcher:
         num_workers: int,
         server_options: dict[str, Any],
         session_cache: ReplaySessionCache,
-        executor: concurrent.futures.Executor | None,
+        engine: Engine,
         max_chunk: int,
         idle_timeout: float | None = None,
     ) -> None:
@@ -71,10 +70,9 @@ class Dispatcher:
         )
         # What jobs carry: a remote process makes its worker set with the same idle limit.
         self.job_options = {**server_options, IDLE_TIMEOUT_OPTION: self.workers.idle_timeout}
-        self.own_executor = executor is None
-        self.executor = executor or concurrent.futures.ThreadPoolExecutor(
-            num_workers, thread_name_prefix="lean-pool"
-        )
+        self.engine = engine
+        #: whether jobs run on this process's workers (keep_states, single runs here)
+        self.runs_here = not engine.remote
         self.scheduler = Scheduler(num_workers, max_chunk)
         self.cond = threading.Condition()
         self.batches: dict[str, BatchHandle] = {}
@@ -88,12 +86,13 @@ class Dispatcher:
 
     def start(self) -> None:
         register_worker_set(self.pool_id, self.workers)
-        if self.own_executor:
-            try:
+        try:
+            self.engine.start(self.pool_id, self.scheduler.num_slots, self._item_done)
+            if self.runs_here:
                 self.workers.start_all()
-            except BaseException:
-                self.close()
-                raise
+        except BaseException:
+            self.close()
+            raise
         self.thread.start()
 
     # -- batches -----------------------------------------------------------------------------
@@ -124,10 +123,17 @@ class Dispatcher:
         with self.cond:
             handle.cancel_event.set()
             dropped = self.scheduler.drop(handle.batch_id)
-            queued = [f for f, a in self.running.items() if a.batch_id == handle.batch_id]
-        for future in queued:
-            future.cancel()  # jobs not started yet; running ones see the cancel event
+            handed_out = [f for f, a in self.running.items() if a.batch_id == handle.batch_id]
+        # Jobs not started are dropped; running ones see the cancel (here: the batch's event).
+        self.engine.cancel(handle.batch_id, handed_out)
         handle.record(cancelled_result(item) for item in dropped)
+
+    def _item_done(self, batch_id: str, item: ItemResult) -> None:
+        """An item a cluster engine streamed back as it ended."""
+        with self.cond:
+            handle = self.batches.get(batch_id)
+        if handle is not None:
+            handle.record([item])
 
     # -- dispatching ---------------------------------------------------------------------------
 
@@ -161,10 +167,12 @@ class Dispatcher:
                 header=assignment.header,
                 worker_hint=slot,
                 server_options=self.job_options,
+                pinned=self.engine.pins_slots,
+                session_entries=self._entries_for(assignment.items),
                 **self.timeouts[assignment.batch_id],
             )
             try:
-                future = self.executor.submit(run_job, job)
+                future = self.engine.submit(job)
             except Exception as error:  # noqa: BLE001 - e.g. the executor was shut down
                 self.scheduler.release(slot)
                 failed.append((handle, [failed_result(item, error) for item in assignment.items]))
@@ -172,6 +180,13 @@ class Dispatcher:
             self.running[future] = assignment
             future.add_done_callback(self._job_done)
         return failed
+
+    def _entries_for(self, items: tuple[BatchItem, ...]) -> tuple[SessionEntry, ...]:
+        """The kept states a remote process needs to replay for ``items`` (direct ones may use
+        them); in this process the workers share the session cache already."""
+        if self.runs_here or not any(item.direct for item in items):
+            return ()
+        return tuple(self.workers.session_cache.entries())
 
     def _job_done(self, future: concurrent.futures.Future) -> None:
         with self.cond:
@@ -221,7 +236,9 @@ class Dispatcher:
                         self.scheduler.reserve(slot)
                         return slot
                     if cancel is not None and cancel.is_set():
-                        raise ReplCancelledError("cancelled while waiting for a free worker")
+                        raise ReplCancelledError(
+                            "cancelled while waiting for a free worker", started=False
+                        )
                     self.cond.wait(_WAIT_SLICE_S)
             finally:
                 self.run_waiters -= 1
@@ -261,6 +278,22 @@ class Dispatcher:
             ]
             pending = self.scheduler.pending()
             held = [self.scheduler.held(slot) for slot in range(self.scheduler.num_slots)]
+        if self.engine.pins_slots:
+            remote = self.engine.status()
+            workers = _slot_rows(remote, busy, held)
+        else:
+            remote, workers = {}, self._local_rows(busy, held)
+        return {
+            "num_workers": self.scheduler.num_slots,
+            "executor": self.engine.name,
+            "idle_timeout": self.workers.idle_timeout,
+            "workers": workers,
+            "batches": batches,
+            "pending": pending,
+            **remote,
+        }
+
+    def _local_rows(self, busy: set[int], held: list[set[str]]) -> list[dict[str, Any]]:
         now = time.monotonic()
         workers = []
         for worker in self.workers.workers:
@@ -273,7 +306,9 @@ class Dispatcher:
                     "pid": server.pid if server is not None else None,
                     "alive": server.is_alive() if server is not None else False,
                     "repl": _repl_state(worker),
-                    "memory_mb": round(server.memory_mb(), 1) if server is not None else 0.0,
+                    "memory_mb": round(
+                        measure_repl_memory(server.pid if server is not None else None).own_mb, 1
+                    ),
                     "busy": worker.index in busy,
                     "idle_s": round(worker.idle_seconds(now), 1) if resting else None,
                     "headers": 0 if worker.reaped else headers,
@@ -281,14 +316,7 @@ class Dispatcher:
                     "reaps": worker.reaps,
                 }
             )
-        return {
-            "num_workers": self.scheduler.num_slots,
-            "executor": type(self.executor).__name__,
-            "idle_timeout": self.workers.idle_timeout,
-            "workers": workers,
-            "batches": batches,
-            "pending": pending,
-        }
+        return workers
 
     def close(self) -> None:
         with self.cond:
@@ -302,10 +330,41 @@ class Dispatcher:
             self.cond.notify_all()
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(timeout=5)
-        if self.own_executor:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-        self.workers.close()
+        try:
+            self.engine.close()
+        finally:
+            self.workers.close()
         register_worker_set(self.pool_id, None)
+
+
+def _slot_rows(
+    remote: dict[str, Any], busy: set[int], held: list[set[str]]
+) -> list[dict[str, Any]]:
+    """One row per slot of a cluster engine, from what its workers reported."""
+    found = {
+        repl["slot"]: (place["worker"], repl)
+        for place in remote.get("remote_workers", [])
+        for repl in place["repls"]
+    }
+    rows = []
+    for slot, headers in enumerate(held):
+        where, repl = found.get(slot, ("", None))
+        rows.append(
+            {
+                "worker": slot,
+                "where": where,
+                "pid": repl["pid"] if repl else None,
+                "alive": repl["alive"] if repl else False,
+                "repl": "running" if repl else "not started",
+                "memory_mb": repl["memory_mb"] if repl else 0.0,
+                "busy": slot in busy,
+                "idle_s": repl["idle_s"] if repl else None,
+                "headers": len(repl["headers"]) if repl else len(headers),
+                "restarts": repl["restarts"] if repl else 0,
+                "reaps": repl["reaps"] if repl else 0,
+            }
+        )
+    return rows
 
 
 def _repl_state(worker: Worker) -> str:

@@ -55,6 +55,7 @@ class BatchHandle:
         self.future.set_running_or_notify_cancel()
         self.cancel_event = threading.Event()
         self._listeners: list[Callable[[BatchHandle], None]] = []
+        self._item_hooks: list[Callable[[ItemResult], None]] = []
         self._lock = threading.Lock()
         self._finishing = False
         # results.cancel() cancels the batch; cleared by finish(), which results.wait() awaits.
@@ -134,12 +135,23 @@ class BatchHandle:
 
     # -- filled in by the pool ---------------------------------------------------------------
 
+    def add_item_hook(self, hook: Callable[[ItemResult], None]) -> None:
+        """Call ``hook(item)`` with each item as it is stored (once per item; before the
+        listeners hear of it). Add hooks before the batch starts."""
+        self._item_hooks.append(hook)
+
     def record(self, items: Iterable[ItemResult]) -> None:
         """Store finished items (the first answer for an item wins) and tell the listeners;
         the last item finishes the batch. Called by the pool, from any thread."""
-        changed = [self.results.record(item) for item in items]
-        if not any(changed):
+        stored = [item for item in items if self.results.record(item)]
+        if not stored:
             return
+        for hook in self._item_hooks:
+            for item in stored:
+                try:
+                    hook(item)
+                except Exception as error:  # noqa: BLE001 - a hook must not lose results
+                    warnings.warn(f"batch item hook failed: {error!r}", stacklevel=1)
         if self.results.complete:
             self.finish()
         else:

@@ -8,8 +8,10 @@ returns one picklable ``ItemResult`` per command; nothing a single command does 
 timeout, a crash) escapes as an exception.
 
 In the pool's own process a job also reports each item as soon as it is done, and stops at once
-when its batch is cancelled (the running REPL is killed through the server's cancel event); in
-another process it reports when the job ends and checks for cancellation between jobs only.
+when its batch is cancelled (the running REPL is killed through the server's cancel event). On a
+cluster (``lean_kernel.batch.remote``) the worker passes its own cancel event and a listener
+that streams each item back; in any other executor's process a job reports when it ends and
+checks for cancellation between jobs only.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lean_kernel.batch.headers import shift_response
+from lean_kernel.batch.registry import local_worker_set
 from lean_kernel.batch.results import ItemResult
-from lean_kernel.batch.workers import HeaderEnv, Worker, local_worker_set
+from lean_kernel.batch.workers import HeaderEnv, Worker
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.outcome import status_of, status_of_exception
@@ -34,6 +37,7 @@ from lean_kernel.engine.protocol import (
     LeanError,
     Response,
 )
+from lean_kernel.engine.sessioncache import SessionEntry
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "BatchJob",
     "JobOutcome",
     "cancelled_result",
+    "detached",
     "failed_result",
     "run_job",
 ]
@@ -73,8 +78,11 @@ class BatchItem:
 class BatchJob:
     """Commands sharing the imports ``header`` (None for direct items), and how to run them.
 
-    ``pool_id`` names the worker set in whatever process runs the job; ``worker_hint`` the worker
-    the scheduler chose there (only meaningful in the pool's own process).
+    ``pool_id`` names the worker set in whatever process runs the job; ``worker_hint`` the
+    pool's slot the scheduler chose. In the pool's own process that is the worker; on a cluster
+    engine (``pinned``) each slot is a worker of its own in the process that hosts the slot, so
+    the headers the scheduler thinks a slot holds are really there. ``session_entries`` are the
+    pool's kept states, for a remote process to replay (items on a kept ``env`` or proof state).
     """
 
     pool_id: str
@@ -88,14 +96,18 @@ class BatchJob:
     heartbeats: HeartbeatSetting | None = None
     worker_hint: int | None = None
     server_options: dict[str, Any] = field(default_factory=dict)
+    pinned: bool = False
+    session_entries: tuple[SessionEntry, ...] = ()
 
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """A job's item results, and the headers its worker holds afterwards (for scheduling)."""
+    """A job's item results, the headers its worker holds afterwards (for scheduling), and where
+    it ran (a cluster worker's address; "" in the pool's own process)."""
 
     results: tuple[ItemResult, ...]
     held_headers: tuple[str, ...]
+    where: str = ""
 
 
 # -- what only the pool's own process knows: live reporting and cancellation ---------------------
@@ -128,9 +140,20 @@ def _hooks(batch_id: str) -> tuple[threading.Event, Callable[[ItemResult], None]
 # -- the unit of work -----------------------------------------------------------------------------
 
 
-def run_job(job: BatchJob) -> JobOutcome:
-    """Run every item of ``job`` on one worker of this process; never raises for an item."""
-    cancel, listener = _hooks(job.batch_id)
+def run_job(
+    job: BatchJob,
+    cancel: threading.Event | None = None,
+    listener: Callable[[ItemResult], None] | None = None,
+    prepare: Callable[[Worker], None] | None = None,
+) -> JobOutcome:
+    """Run every item of ``job`` on one worker of this process; never raises for an item.
+
+    ``cancel`` and ``listener`` (told each item as it ends) default to those the pool registered
+    for the batch in this process (``register_batch``); a cluster worker passes its own, and a
+    ``prepare`` called with the worker once it is checked out (making room in memory for it).
+    """
+    if cancel is None:
+        cancel, listener = _hooks(job.batch_id)
     workers = local_worker_set(job.pool_id, job.config, job.server_options)
     results: list[ItemResult] = []
 
@@ -144,12 +167,19 @@ def run_job(job: BatchJob) -> JobOutcome:
             report(cancelled_result(item))
         return JobOutcome(tuple(results), ())
     try:
-        worker = workers.checkout(job.worker_hint, job.header, cancel)
+        worker = workers.checkout(job.worker_hint, job.header, cancel, pinned=job.pinned)
     except Exception as error:  # noqa: BLE001 - e.g. no REPL can be started: every item says so
         for item in job.items:
             report(failed_result(item, error, ""))
         return JobOutcome(tuple(results), ())
     try:
+        if prepare is not None:
+            try:
+                prepare(worker)
+            except Exception as error:  # noqa: BLE001 - e.g. its REPL cannot start
+                for item in job.items:
+                    report(failed_result(item, error, worker.label()))
+                return JobOutcome(tuple(results), ())
         # What raised while elaborating a header, by settings ("imports" for the imports).
         header_failures: dict[str, BaseException] = {}
         for item in job.items:
@@ -277,7 +307,7 @@ def _body_request(item: BatchItem, env: int) -> Command:
     return Command(cmd=item.body, env=env)
 
 
-def _detached(response):
+def detached(response: Response) -> Response:
     """Env and proof-state ids of a body name states in one worker's process: hide them, so they
     cannot be mistaken for states of another worker (``keep_states`` gives usable ids)."""
     if isinstance(response, LeanError):
@@ -294,7 +324,7 @@ def _answered(
     item: BatchItem, response, seconds: float, header_time: float, worker: str
 ) -> ItemResult:
     if not item.direct and not isinstance(response, LeanError):
-        response = _detached(response)
+        response = detached(response)
     return _result(item, response, None, worker, seconds, header_time)
 
 

@@ -69,6 +69,8 @@ class BatchKeeper:
         self.batches: list[BatchRun] = []
         self.pool: LeanServerPool | None = None
         self._requested: int | None = None
+        #: where the current pool runs (``cluster=``; None: here)
+        self._cluster: str | None = None
         self._lock = threading.RLock()
 
     def pool_for(
@@ -79,6 +81,7 @@ class BatchKeeper:
         max_process_memory: float | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         note: Callable[[str], None] = print,
+        cluster: str | None = None,
     ) -> LeanServerPool:
         """The pool for a batch asking for ``workers`` (None: whatever runs, else the default).
 
@@ -86,14 +89,16 @@ class BatchKeeper:
         new batch then joins it, and ``note`` says so); so is a pool with another idle limit
         (``idle_timeout`` seconds, None: never) when no batch runs on it. ``make_config`` is
         only called for a new pool. A pool capped by memory warns (``RuntimeWarning``) when it
-        is made.
+        is made. ``cluster`` (an address, ``ray``; None: here) is where the pool runs: a pool
+        elsewhere is made anew once no batch runs on it, as for another idle limit.
         """
         with self._lock:
             pool = self.pool
             if pool is not None and pool.closed:
                 pool = self.pool = None
             new_idle = pool is not None and pool.idle_timeout != idle_limit(idle_timeout)
-            if new_idle and not self.running():
+            moved = pool is not None and self._cluster != cluster
+            if (new_idle or moved) and not self.running():
                 self.close_pool()
                 pool = None
             if pool is not None and workers is not None and workers != self._requested:
@@ -111,8 +116,10 @@ class BatchKeeper:
                     num_workers=workers,
                     max_process_memory=max_process_memory,
                     idle_timeout=idle_timeout,
+                    cluster=cluster,
                 )
                 self.pool = pool
+                self._cluster = cluster
                 self._requested = workers if workers is not None else pool.num_workers
             return pool
 

@@ -63,6 +63,7 @@ def start_batch(host: BatchHost, args: BatchArgs, commands: list[str]) -> BatchR
             max_process_memory=settings.memory_mb,
             idle_timeout=settings.idle_timeout,
             note=host.note,
+            cluster=args.cluster or settings.cluster,
         )
     for warning in caught:  # e.g. fewer workers than asked, for memory: the user's to see
         if issubclass(warning.category, RuntimeWarning):
@@ -79,6 +80,7 @@ def start_batch(host: BatchHost, args: BatchArgs, commands: list[str]) -> BatchR
         timeout_per_cmd=timeout,
         heartbeats=heartbeats,
         label=args.output,
+        cache=args.cache,
     )
     run = BatchRun(args.output, handle, workers=pool.num_workers)
     host.keeper.add(run)

@@ -43,6 +43,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
+import os
 import threading
 import uuid
 import warnings
@@ -50,23 +51,29 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from lean_kernel.batch.capacity import WorkerPlan, default_num_workers, plan_workers
+from lean_kernel.batch.caching import BatchCache
+from lean_kernel.batch.capacity import WorkerPlan, plan_workers
 from lean_kernel.batch.dispatch import Dispatcher
+from lean_kernel.batch.engines import ClusterSpec, engine_for
 from lean_kernel.batch.handle import BatchHandle
-from lean_kernel.batch.headers import split_header, split_imports
+from lean_kernel.batch.items import batch_item, command_texts
 from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.results import BatchResults, ItemResult, ResponseList
 from lean_kernel.batch.scheduler import DIRECT
+from lean_kernel.batch.single import run_request
 from lean_kernel.batch.workers import idle_limit
 from lean_kernel.engine.config import LeanREPLConfig
-from lean_kernel.engine.heartbeats import HeartbeatSetting, parse_heartbeats
+from lean_kernel.engine.heartbeats import (
+    DEFAULT_HEARTBEAT_RATE,
+    HeartbeatSetting,
+    heartbeat_limit,
+    parse_heartbeats,
+)
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
-    Command,
-    FileCommand,
-    ProofStep,
     Response,
 )
+from lean_kernel.engine.resultstore import ResultStore, open_store
 from lean_kernel.engine.sessioncache import ReplaySessionCache
 from lean_kernel.engine.settings import DEFAULT_IDLE_TIMEOUT
 
@@ -80,12 +87,20 @@ class LeanServerPool:
     (``run``) and batches (``run_batch``, ``submit_batch``, ``async_run_batch``).
 
     Args mirror LeanInteract's ``LeanServerPool``: ``num_workers`` (default: CPUs - 1, capped by
-    memory), and ``max_total_memory`` / ``max_process_memory`` (MB) / ``max_restart_attempts``
-    passed to every ``AutoLeanServer``. ``executor`` runs batch jobs (default: threads here);
-    ``max_chunk`` bounds the commands per job. ``idle_timeout`` (seconds; None or 0: never) ends
-    a worker's REPL once it has been idle that long, here and in an executor's processes, since
-    an idle Lean holds its memory; the next work for that worker starts a fresh REPL. State ids
-    not kept in the session cache (``add_to_session_cache=False``) do not outlive it.
+    memory; on a cluster, its threads or CPUs, capped by its workers' memory), and
+    ``max_total_memory`` / ``max_process_memory`` (MB) / ``max_restart_attempts`` passed to
+    every ``AutoLeanServer``. Where jobs run: this process's threads (default), ``executor`` (any
+    ``concurrent.futures.Executor``) or ``cluster`` (a ``distributed.Client``, a Dask scheduler
+    address, ``"ray"`` or a Ray address: see ``lean_kernel.batch.engines``; ``security``, a
+    ``distributed.Security``, is given to a Dask client made from an address). ``max_chunk``
+    bounds the commands per job (default 16 here, 64 on a cluster, where each job costs a
+    round trip through the scheduler and items stream back one by one anyway).
+    ``idle_timeout`` (seconds; None or 0: never) ends a worker's REPL once it has been idle that
+    long, here and on remote workers, since an idle Lean holds its memory; the next work for
+    that worker starts a fresh REPL. ``cache``: where Lean's answers are remembered across runs
+    (True: the default result store, ``$LEAN_KERNEL_RESULT_CACHE``; False: nowhere; a path or a
+    ``ResultStore``). State ids not kept in the session cache (``add_to_session_cache=False``)
+    do not outlive it.
     """
 
     def __init__(
@@ -97,30 +112,35 @@ class LeanServerPool:
         max_process_memory: float | None = None,
         max_restart_attempts: int = 5,
         executor: concurrent.futures.Executor | None = None,
-        max_chunk: int = 16,
+        max_chunk: int | None = None,
         session_cache: ReplaySessionCache | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        cluster: ClusterSpec | None = None,
+        security: Any = None,
+        cache: bool | str | os.PathLike[str] | ResultStore | None = True,
     ) -> None:
         #: seconds a worker's REPL may sit idle before it is ended; None: never
         self.idle_timeout = idle_limit(idle_timeout)
         self.config = config if config is not None else LeanREPLConfig()
-        if executor is None:
-            limits = [v for v in (max_process_memory, self.config.memory_hard_limit_mb) if v]
-            plan = plan_workers(num_workers, min(limits) if limits else None, max_total_memory)
-        else:
-            wanted = num_workers or default_num_workers()
-            plan = WorkerPlan(
-                wanted,
-                wanted,
-                f"{wanted} jobs at once on {type(executor).__name__} (its workers' memory is "
-                "theirs to manage)",
-            )
+        engine = engine_for(executor, cluster, security)
+        limits = [v for v in (max_process_memory, self.config.memory_hard_limit_mb) if v]
+        try:
+            plan = engine.plan(num_workers, min(limits) if limits else None, max_total_memory)
+            if not engine.remote:
+                # Once here, not in every worker (a setup error surfaces now). Remote workers
+                # resolve the config themselves: the REPL may exist only where they run.
+                self.config.resolve()
+        except BaseException:
+            engine.close()
+            raise
         if plan.capped:
             warnings.warn(f"LeanServerPool: {plan.note}", RuntimeWarning, stacklevel=2)
         self.num_workers = plan.num_workers
         self.capacity_note = plan.note
+        #: where Lean's answers are remembered across runs (None: nowhere)
+        self.result_store = open_store(cache)
+        self._namespace: str | None = None
         self.session_cache = session_cache if session_cache is not None else ReplaySessionCache()
-        self.config.resolve()  # once here, not in every worker (a setup error surfaces now)
         server_options = {
             "max_total_memory": max_total_memory,
             "max_process_memory": max_process_memory,
@@ -131,8 +151,8 @@ class LeanServerPool:
             self.num_workers,
             server_options,
             self.session_cache,
-            executor,
-            max_chunk,
+            engine,
+            max_chunk if max_chunk is not None else (64 if engine.pins_slots else 16),
             self.idle_timeout,
         )
         self._finalizer = weakref.finalize(self, self._dispatcher.close)
@@ -177,20 +197,18 @@ class LeanServerPool:
 
         States are kept in the shared session cache by default, so the env / proof-state ids
         returned work on any worker, as with LeanInteract. ``heartbeats``: as for
-        ``LeanServer.run``.
+        ``LeanServer.run``. On a cluster the request runs on a slot there (the client starts no
+        REPL); ids it does not keep are hidden (None), as they name states of one remote
+        process.
         """
-        slot = self._dispatcher.acquire_slot(request, cancel)
-        try:
-            server = self._dispatcher.workers.workers[slot].server
-            return server.run(
-                request,
-                timeout=timeout,
-                cancel=cancel,
-                add_to_session_cache=add_to_session_cache,
-                heartbeats=heartbeats,
-            )
-        finally:
-            self._dispatcher.release_slot(slot)
+        return run_request(
+            self._dispatcher,
+            request,
+            timeout=timeout,
+            cancel=cancel,
+            add_to_session_cache=add_to_session_cache,
+            heartbeats=heartbeats,
+        )
 
     async def async_run(
         self,
@@ -225,6 +243,7 @@ class LeanServerPool:
         keep_states: bool = False,
         label: str = "batch",
         heartbeats: HeartbeatSetting | str | None = None,
+        cache: bool = True,
     ) -> BatchHandle:
         """Start checking ``commands`` and return at once; results fill ``handle.results``.
 
@@ -239,19 +258,25 @@ class LeanServerPool:
         Lean error (status ``error``) and the worker keeps its header, while one over the
         timeout is killed (status ``timeout``). Envs and proof states of the results are
         None unless ``keep_states`` (then every command runs whole and is kept in the session
-        cache, usable with ``run``; slower, and only on this process's workers).
+        cache, usable with ``run``; slower, and only on this process's workers). ``cache``: use
+        the pool's result cache for this batch (commands it has answered before are answered
+        from it, new deterministic answers are kept); False runs and keeps nothing there.
         """
         if self.closed:
             raise RuntimeError("this LeanServerPool is closed")
         heartbeats = None if heartbeats is None else parse_heartbeats(heartbeats)
-        local = self._dispatcher.own_executor
+        local = self._dispatcher.runs_here
+        # Requests on kept states can go where the pool's kept states are shipped: its own
+        # workers, or a cluster's slots (they replay them).
+        direct_ok = local or self._dispatcher.engine.pins_slots
         if keep_states and not local:
             raise ValueError(
-                "keep_states needs the pool's own workers (the session cache lives in this "
-                "process); make the pool without executor= to keep states"
+                "keep_states needs the pool's own workers (the states it keeps are ids in "
+                "this process's REPLs); make the pool without executor=/cluster= to keep "
+                "states, or send the requests that build them with pool.run"
             )
         commands = list(commands)
-        texts = _texts(commands)
+        texts = command_texts(commands)
         batch_id = uuid.uuid4().hex
         handle = BatchHandle(
             self._dispatcher, batch_id, BatchResults(texts, label=label), owner=self
@@ -261,8 +286,8 @@ class LeanServerPool:
         refused: list[ItemResult] = []
         for index, command in enumerate(commands):
             try:
-                key, item = _item(index, command, texts[index], header, keep_states)
-                if item.direct and not local:
+                key, item = batch_item(index, command, texts[index], header, keep_states)
+                if item.direct and not direct_ok:
                     raise ValueError(
                         f"batch item {index} refers to a kept state (or is not a command); "
                         "such requests only run on the pool's own workers: use pool.run, or a "
@@ -279,11 +304,62 @@ class LeanServerPool:
             "header_timeout": header_timeout,
             "heartbeats": heartbeats,
         }
+        answered = self._answer_from_cache(handle, groups, timeouts) if cache else []
         self._dispatcher.add_batch(handle, groups, timeouts)
         handle.record(refused)
+        handle.record(answered)
         if not commands:
             handle.finish()
         return handle
+
+    def _answer_from_cache(
+        self,
+        handle: BatchHandle,
+        groups: dict[str | None, list[BatchItem]],
+        timeouts: dict[str, Any],
+    ) -> list[ItemResult]:
+        """Take the items the result store answers out of ``groups`` (returned, to record) and
+        have the batch's new answers kept there."""
+        batch_cache = self._batch_cache(timeouts["heartbeats"], timeouts["timeout"])
+        if batch_cache is None:
+            return []
+        answered: list[ItemResult] = []
+        where: dict[int, tuple[str | None, BatchItem]] = {}
+        for key, items in groups.items():
+            hits = batch_cache.lookup(key, items) if key is not DIRECT else {}
+            answered.extend(hits.values())
+            items[:] = [item for item in items if item.index not in hits]
+            where.update((item.index, (key, item)) for item in items)
+
+        def remember(result: ItemResult) -> None:
+            if result.index in where:
+                batch_cache.remember(*where[result.index], result)
+
+        handle.add_item_hook(remember)
+        handle.future.add_done_callback(lambda _: batch_cache.flush())
+        return answered
+
+    def _batch_cache(
+        self, heartbeats: HeartbeatSetting | None, timeout: float | None
+    ) -> BatchCache | None:
+        """The result store as a batch with these limits uses it; None when it is off or the
+        namespace (which Lean answers) cannot be known."""
+        if self.result_store is None:
+            return None
+        if self._namespace is None:
+            try:
+                self._namespace = self._dispatcher.engine.namespace(self.config)
+            except Exception as error:  # noqa: BLE001 - no cache then; the items say why
+                warnings.warn(
+                    f"LeanServerPool: the result cache is not used ({error})",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return None
+        setting = heartbeats if heartbeats is not None else self.config.heartbeats
+        rate = self.config.heartbeat_rate or DEFAULT_HEARTBEAT_RATE
+        limit = heartbeat_limit(setting, timeout, rate)
+        return BatchCache(self.result_store, self._namespace, limit)
 
     def run_batch(
         self,
@@ -346,64 +422,6 @@ class LeanServerPool:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.num_workers} workers"
         return f"<LeanServerPool {state}>"
-
-
-def _texts(commands: list[Any]) -> list[str]:
-    texts = []
-    for command in commands:
-        if isinstance(command, str):
-            texts.append(command)
-        elif isinstance(command, Command):
-            texts.append(command.cmd)
-        elif isinstance(command, FileCommand):
-            texts.append(command.path)
-        elif isinstance(command, ProofStep):
-            texts.append(command.tactic)
-        else:
-            texts.append(repr(command))
-    return texts
-
-
-def _item(
-    index: int, command: Any, text: str, header: str | None, keep_states: bool
-) -> tuple[str | None, BatchItem]:
-    """The group key (header, or DIRECT) and the item for one command of a batch."""
-    if isinstance(command, str):
-        template = None
-    elif isinstance(command, Command) and command.env is None:
-        template = command
-    elif isinstance(command, BaseREPLQuery):
-        return DIRECT, BatchItem(
-            index=index, text=text, request=command, direct=True, keep_state=keep_states
-        )
-    else:
-        raise TypeError(
-            f"batch item {index} is a {type(command).__name__}; give Lean text (str) or a "
-            "request such as Command(cmd=...)"
-        )
-    if keep_states:
-        request = template if template is not None else Command(cmd=text)
-        return DIRECT, BatchItem(
-            index=index, text=text, request=request, direct=True, keep_state=True
-        )
-    text = text.replace("\r\n", "\n")
-    if header is not None:
-        full, body, offset = header, text, 0
-    else:
-        split = split_header(text)
-        full, body, offset = split.header, split.body, split.line_offset
-    imports = split_imports(full)
-    # One key for "import A" and "import A\n" (trailing blank lines change no position).
-    key = imports.header.rstrip() + "\n" if imports.header.strip() else ""
-    return key, BatchItem(
-        index=index,
-        text=text,
-        body=body,
-        line_offset=offset,
-        settings=imports.body,
-        settings_offset=imports.line_offset,
-        request=template,
-    )
 
 
 # help() and IDEs show async_run_batch with run_batch's arguments, which it takes.

@@ -53,10 +53,11 @@ class ItemResult(ResponseReading):
     """One command of a batch: what Lean said (``response``) or what went wrong (``error``).
 
     ``status`` is what kind of end it had (``ok``, ``sorry``, ``error``, ``timeout``,
-    ``crashed``, ``cancelled``, ``exception``); ``outcome`` the word tables show, finer for two
-    of them (``stopped``, ``out of memory``: see ``lean_kernel.engine.outcome``). ``time`` is
-    the seconds spent on the command itself; ``header_time`` the seconds this item spent
-    elaborating its header (0 when the worker already had it).
+    ``crashed``, ``cancelled``, ``exception``); ``outcome`` the word tables show, finer for
+    three of them (``out of heartbeats``, ``out of memory``, ``stopped``: see
+    ``lean_kernel.engine.outcome``). ``time`` is the seconds spent on the command itself;
+    ``header_time`` the seconds this item spent elaborating its header (0 when the worker
+    already had it).
     """
 
     index: int
@@ -75,8 +76,9 @@ class ItemResult(ResponseReading):
 
     @property
     def outcome(self) -> Outcome:
-        """The word shown for the item: its status, or ``stopped`` (an error that is Lean's
-        heartbeat limit) or ``out of memory`` (a crash that was a memory kill)."""
+        """The word shown for the item: its status, or ``out of heartbeats`` (an error that is
+        Lean's heartbeat limit), ``out of memory`` (a crash that was a memory kill) or
+        ``stopped`` (cancelled while it ran: its REPL was killed)."""
         return outcome_of(self.status, self.response, self.error)
 
     @property
@@ -285,7 +287,8 @@ class BatchResults(Sequence[ItemResult]):
 
     def summary(self) -> dict[str, Any]:
         """Counts per outcome (each item counted once: an ``out of memory`` item is not also
-        ``crashed``, a ``stopped`` one not also ``error``), ``failed`` (their total), wall time,
+        ``crashed``, an ``out of heartbeats`` one not also ``error``), ``failed`` (their total),
+        wall time,
         and the sum of per-item and header times."""
         counts = self.outcome_counts()
         return {
@@ -299,7 +302,7 @@ class BatchResults(Sequence[ItemResult]):
         }
 
     def summary_line(self) -> str:
-        """The summary in one line, e.g. ``200 items: 180 ok, 5 sorry, 10 error, 5 stopped;
+        """The summary in one line, e.g. ``200 items: 180 ok, 5 sorry, 10 error, 5 timeout;
         12.3 s`` (counts per outcome)."""
         parts = describe_counts(self.outcome_counts(), ("pending", *OUTCOMES))
         return f"{self.label}: {len(self._items)} items: {parts}; {self.elapsed:.1f} s"

@@ -1,14 +1,10 @@
-"""The REPL servers of one Python process that batch jobs run on, and what they already hold.
+"""The REPL servers of one pool in one Python process, and what they already hold.
 
-A batch job is a plain, picklable value, so it may run in this process (the pool's threads) or in
-another one (a process pool, Dask, Ray). Either way it finds its servers here, by the pool's id:
-the pool registers its own ``WorkerSet`` in its process; any other process makes one on first use
-and keeps it for the jobs that follow, so a remote worker stays warm across jobs too.
-
-Each ``Worker`` remembers the env of every header it elaborated (imports, and settings on top of
-them; least recently used first out) and the process generation it belongs to, so a restarted
-REPL re-elaborates instead of using a dead env id. Worker sets are closed at interpreter exit
-(``atexit``, and ``multiprocessing``'s exit hook, which is what runs in a process-pool worker).
+Jobs find the set of their pool by its id (``lean_kernel.batch.registry``), in the pool's own
+process or in any other (a process pool, Dask, Ray). Each ``Worker`` remembers the env of every
+header it elaborated (imports, and settings on top of them; least recently used first out) and
+the process generation it belongs to, so a restarted REPL re-elaborates instead of using a dead
+env id.
 
 An idle REPL holds its memory (gigabytes with Mathlib) for as long as it lives, so a set with an
 ``idle_timeout`` ends the REPLs of workers idle longer than that (a reaper thread, in whatever
@@ -19,11 +15,8 @@ both happen under the set's lock, and the idle clock starts at check-in.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import math
-import multiprocessing.util
-import os
 import threading
 import time
 import weakref
@@ -35,6 +28,7 @@ from typing import Any
 
 from lean_kernel.batch.headers import shift_response
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.memory import measure_repl_memory
 from lean_kernel.engine.protocol import Command, CommandResponse, LeanError
 from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.engine.sessioncache import ReplaySessionCache
@@ -46,8 +40,6 @@ __all__ = [
     "Worker",
     "WorkerSet",
     "idle_limit",
-    "local_worker_set",
-    "register_worker_set",
 ]
 
 #: Header envs a worker keeps; the REPL never frees an env, so this only bounds our bookkeeping.
@@ -286,11 +278,18 @@ class WorkerSet:
         hint: int | None = None,
         header: str | None = None,
         cancel: threading.Event | None = None,
+        *,
+        pinned: bool = False,
     ) -> Worker:
         """A free worker: ``hint`` if it is free, else one holding ``header``, else any.
 
-        Waits while every worker of a fixed-size set is busy, until one is free or ``cancel``.
+        ``pinned``: worker ``hint`` itself (the set grows to have it), waiting while it is busy:
+        a cluster engine's slot, whose headers the pool's scheduler counts on. Waits while every
+        worker of a fixed-size set is busy, until one is free or ``cancel``.
         """
+        if pinned and hint is not None:
+            self.slot(hint)
+            return self.claim(hint, cancel)
 
         def choose() -> Worker | None:
             free = [w for w in self.workers if not w.busy]
@@ -303,6 +302,13 @@ class WorkerSet:
             return None if self._fixed else self._add_worker()
 
         return self._take(choose, cancel)
+
+    def slot(self, index: int) -> Worker:
+        """Worker ``index``, the set growing to have it (a cluster slot's worker)."""
+        with self._cond:
+            while len(self.workers) <= index:
+                self._add_worker()
+            return self.workers[index]
 
     def claim(self, index: int, cancel: threading.Event | None = None) -> Worker:
         """Check out worker ``index`` itself (a single request the pool placed there), waiting
@@ -321,7 +327,9 @@ class WorkerSet:
                     chosen.busy = True
                     return chosen
                 if cancel is not None and cancel.is_set():
-                    raise ReplCancelledError("cancelled while waiting for a free worker")
+                    raise ReplCancelledError(
+                        "cancelled while waiting for a free worker", started=False
+                    )
                 self._cond.wait(_CHECKOUT_POLL_S)
 
     def checkin(self, worker: Worker) -> None:
@@ -357,6 +365,44 @@ class WorkerSet:
                 server.close()
         return max(wait, _MIN_REAP_WAIT_S)
 
+    def end_repl(self, worker: Worker) -> bool:
+        """End ``worker``'s REPL if it is idle, to free its memory (it starts again when next
+        needed, as after an idle reap); whether it did."""
+        with self._cond:
+            if worker.busy or not worker.started:
+                return False
+            server = worker.detach()
+            worker.reaps += 1
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.close()
+        return True
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The workers whose REPL runs: slot, pid, busy, idle seconds, headers held, memory."""
+        now = time.monotonic()
+        rows = []
+        with self._cond:
+            workers = [w for w in self.workers if w.started]
+            states = [(w, w.busy, w.held_headers(), w.running_server) for w in workers]
+        for worker, busy, headers, server in states:
+            if server is None:
+                continue
+            rows.append(
+                {
+                    "slot": worker.index,
+                    "pid": server.pid,
+                    "alive": server.is_alive(),
+                    "busy": busy,
+                    "idle_s": None if busy else round(worker.idle_seconds(now), 1),
+                    "headers": headers,
+                    "memory_mb": round(measure_repl_memory(server.pid).own_mb, 1),  # PSS
+                    "restarts": worker.restarts,
+                    "reaps": worker.reaps,
+                }
+            )
+        return rows
+
     def close(self) -> None:
         """Kill every worker's REPL (in parallel: each kill waits for the process to go)."""
         with self._cond:
@@ -388,67 +434,3 @@ def _reap_idle_workers(ref: weakref.ref[WorkerSet], wake: threading.Event) -> No
         if wait is None:
             return
         wake.wait(wait)
-
-
-# -- the registry of this process ---------------------------------------------------------------
-
-_registry_lock = threading.Lock()
-_registry: dict[str, WorkerSet] = {}
-_registry_pid: int | None = None
-
-
-def register_worker_set(pool_id: str, workers: WorkerSet | None) -> None:
-    """Make ``workers`` the set jobs of ``pool_id`` use in this process (None: forget it)."""
-    with _registry_lock:
-        _this_process()
-        if workers is None:
-            _registry.pop(pool_id, None)
-        else:
-            _registry[pool_id] = workers
-
-
-def local_worker_set(
-    pool_id: str, config: LeanREPLConfig, server_options: dict[str, Any]
-) -> WorkerSet:
-    """The worker set of ``pool_id`` in this process, made on first use.
-
-    ``server_options`` are the pool's ``AutoLeanServer`` options, plus its idle limit under
-    ``IDLE_TIMEOUT_OPTION`` (so a remote process ends its idle REPLs too).
-    """
-    with _registry_lock:
-        _this_process()
-        workers = _registry.get(pool_id)
-        if workers is None:
-            options = dict(server_options)
-            idle = options.pop(IDLE_TIMEOUT_OPTION, None)
-            workers = _registry[pool_id] = WorkerSet(config, options, idle_timeout=idle)
-        return workers
-
-
-def _this_process() -> None:
-    """Start the registry afresh in a forked child, and hook the cleanup into this process's exit.
-
-    A forked child inherits the registry but not the servers' threads. A process-pool worker
-    leaves through ``os._exit``, which skips ``atexit`` but runs ``multiprocessing``'s finalizers;
-    those only fire in the process that made them, hence one per process.
-    """
-    global _registry_pid
-    if _registry_pid == os.getpid():
-        return
-    _registry.clear()
-    _registry_pid = os.getpid()
-    multiprocessing.util.Finalize(None, close_all_worker_sets, exitpriority=100)
-
-
-def close_all_worker_sets() -> None:
-    """Kill every REPL this process started for batch jobs."""
-    with _registry_lock:
-        _this_process()
-        sets = list(_registry.values())
-        _registry.clear()
-    for workers in sets:
-        with contextlib.suppress(Exception):
-            workers.close()
-
-
-atexit.register(close_all_worker_sets)

@@ -6,6 +6,13 @@ too late: a watchdog thread samples the running REPL and kills it when it goes o
 The last sample of each process is kept, so a REPL that the system killed (the out-of-memory
 killer's SIGKILL, which nobody here sent) can be reported as out of memory, with the figure,
 instead of as a mysterious crash (``MemoryLimits.near_ceiling`` has the rule).
+
+Which memory is the REPL's (``ReplMemory``): Lean maps ``.olean`` files read-only, so REPLs that
+import the same Mathlib share those pages, and RSS counts them in full in every one of them. The
+soft limit (``max_process_memory``) and the pool's status go by PSS instead, which splits each
+shared page among the processes mapping it (so PSS summed over REPLs counts it once). The
+out-of-memory rule keeps RSS, the figure the system's killer goes by; the hard limit
+(``memory_hard_limit_mb``, an rlimit set at start) is the system's to enforce.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import psutil
 
@@ -31,6 +38,87 @@ _MB = 1024 * 1024
 #: the kill comes when the ceiling is reached, so "near" allows a quarter below it.
 NEAR_CEILING = 0.75
 _CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+#: The least time between two PSS measurements of one REPL by the watchdog while its RSS is over
+#: max_process_memory. PSS reads /proc/PID/smaps_rollup, which walks the REPL's page tables: about
+#: 15 ms for a 4 GB process, against microseconds for RSS. In between, RSS growth tells whether
+#: the last PSS figure still clears the limit (see ``MemoryWatchdog.sample``).
+PSS_REFRESH_S = 1.0
+
+MemoryBasis = Literal["pss", "uss", "rss"]
+
+
+@dataclass(frozen=True)
+class ReplMemory:
+    """The memory of a REPL process tree (the process and all its descendants), in MB.
+
+    ``rss_mb`` (resident set size) counts every resident page a process maps, shared ones in full.
+    ``pss_mb`` (proportional set size, Linux) splits each shared page evenly among the processes
+    mapping it, so summed over REPLs it counts their shared ``.olean`` pages once; ``uss_mb``
+    (unique set size) counts only the pages no other process maps. Either is None when not
+    measured: the system does not give it, a process of the tree refused it, or only RSS was
+    asked for. ``processes`` is how many processes were measured (0: the tree is gone).
+    """
+
+    rss_mb: float
+    pss_mb: float | None = None
+    uss_mb: float | None = None
+    processes: int = 0
+
+    @property
+    def basis(self) -> MemoryBasis:
+        """Which figure ``own_mb`` is: PSS where there is one, else USS, else RSS."""
+        if self.pss_mb is not None:
+            return "pss"
+        return "uss" if self.uss_mb is not None else "rss"
+
+    @property
+    def own_mb(self) -> float:
+        """The memory that is really the REPL's (MB): PSS, else USS, else (neither measured) RSS."""
+        if self.pss_mb is not None:
+            return self.pss_mb
+        return self.uss_mb if self.uss_mb is not None else self.rss_mb
+
+
+def measure_repl_memory(pid: int | None, *, rss_only: bool = False) -> ReplMemory:
+    """The memory of process ``pid`` and all its descendants (a ``lake env`` wrapper's REPL too).
+
+    PSS and USS come from ``memory_full_info`` (PSS on Linux, USS on macOS and Windows), which is
+    slow (``PSS_REFRESH_S``); ``rss_only`` measures RSS alone, which is cheap. A process that
+    vanishes while measured, or has exited (a zombie), counts for nothing; one that refuses its
+    full figures leaves PSS and USS unmeasured (None) for the whole tree. ``pid`` None, gone or
+    exited measures 0 processes.
+    """
+    procs: list[psutil.Process] = []
+    if pid is not None:
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(pid))
+            procs.extend(procs[0].children(recursive=True))
+    rss = measured = 0
+    pss: int | None = None if rss_only else 0
+    uss: int | None = None if rss_only else 0
+    for proc in procs:
+        try:
+            info = proc.memory_info() if rss_only else proc.memory_full_info()
+        except psutil.AccessDenied:
+            try:
+                info = proc.memory_info()
+            except psutil.Error:
+                continue
+        except psutil.Error:  # gone since the tree was listed: it holds nothing
+            continue
+        if info.rss == 0:  # a zombie (exited, not yet reaped) measures 0 without raising
+            continue
+        measured += 1
+        rss += info.rss
+        proc_pss, proc_uss = getattr(info, "pss", None), getattr(info, "uss", None)
+        pss = None if pss is None or proc_pss is None else pss + proc_pss
+        uss = None if uss is None or proc_uss is None else uss + proc_uss
+    return ReplMemory(
+        rss_mb=rss / _MB,
+        pss_mb=None if pss is None else pss / _MB,
+        uss_mb=None if uss is None else uss / _MB,
+        processes=measured,
+    )
 
 
 def describe_memory(mb: float) -> str:
@@ -49,15 +137,21 @@ class MemoryLimits:
     max_total_memory: float = 0.8
     max_process_memory: float | None = None
 
-    def exceeded(self, proc: ReplProcess, used_mb: float | None = None) -> str | None:
+    def exceeded(self, proc: ReplProcess, used: ReplMemory | None = None) -> str | None:
         """Why ``proc`` is over a limit, in words (for ``ReplMemoryError.reason``), or None.
 
-        ``used_mb`` is its memory if just measured (else it is measured here when needed).
+        ``max_process_memory`` goes by the REPL's own memory (``ReplMemory.own_mb``, PSS), not
+        its RSS. ``used`` is its memory if just measured (``MemoryWatchdog.sample``, which
+        measures PSS whenever RSS alone does not clear the limit); else it is measured here.
         """
         if self.max_process_memory is not None:
-            used = proc.memory_mb() if used_mb is None else used_mb
-            if used > self.max_process_memory:
-                return f"the REPL used {used:.0f} MB > max_process_memory={self.max_process_memory}"
+            if used is None:
+                used = measure_repl_memory(proc.pid)
+            if used.own_mb > self.max_process_memory:
+                return (
+                    f"the REPL used {used.own_mb:.0f} MB of its own ({used.basis.upper()}) "
+                    f"> max_process_memory={self.max_process_memory}"
+                )
         if self.max_total_memory < 1.0:
             fraction = psutil.virtual_memory().percent / 100
             if fraction > self.max_total_memory:
@@ -129,8 +223,8 @@ class MemoryWatchdog:
     """A daemon thread that kills the REPL when a running command pushes it over its limits.
 
     The server marks the command with ``watching(proc)``; a command shorter than ``interval``
-    is never sampled. After a kill, ``kill_reason(proc)`` tells the server why its REPL died;
-    ``last_seen_mb(proc)`` is its memory at the last sample, whoever killed it.
+    is never sampled. After a kill, ``explain(proc, ...)`` tells the server why its REPL died;
+    ``last_seen_mb(proc)`` is its memory (RSS) at the last sample, whoever killed it.
     The thread holds the watchdog only weakly, so dropping the server stops it.
     """
 
@@ -138,8 +232,9 @@ class MemoryWatchdog:
         self.limits = limits
         self.interval = interval
         self._watched: tuple[ReplProcess, float] | None = None
-        self._killed: tuple[ReplProcess, str] | None = None
-        self._seen: tuple[ReplProcess, float] | None = None
+        self._killed: tuple[ReplProcess, str, float] | None = None  # why, MB sampled
+        self._seen: tuple[ReplProcess, float] | None = None  # RSS, for the out-of-memory rule
+        self._pss: tuple[ReplProcess, ReplMemory, float] | None = None  # measured when
         self._stop = threading.Event()
         weakref.finalize(self, self._stop.set)
         threading.Thread(
@@ -149,46 +244,61 @@ class MemoryWatchdog:
             daemon=True,
         ).start()
 
-    @contextlib.contextmanager
-    def watching(self, proc: ReplProcess | None) -> Iterator[None]:
-        """Sample ``proc`` while the block (one command) runs."""
-        self._watched = (proc, time.monotonic()) if proc is not None else None
-        try:
-            yield
-        finally:
-            self._watched = None
-
-    def kill_reason(self, proc: ReplProcess) -> str | None:
-        """Which limit ``proc`` went over if the watchdog killed it, else None."""
-        killed = self._killed
-        return killed[1] if killed is not None and killed[0] is proc else None
+    def watching(self, proc: ReplProcess | None) -> _Watching:
+        """Sample ``proc`` while the block (one command) runs: ``with watchdog.watching(proc):``."""
+        return _Watching(self, proc)
 
     def explain(self, proc: ReplProcess, death: LeanKernelError, note: str = "") -> LeanKernelError:
         """What ``proc``'s end (``death``, as its server saw it) was: the watchdog's kill over a
         limit, the system running out of memory (`out_of_memory`), or ``death`` itself.
         ``note`` (the stderr tail) ends an out-of-memory message."""
-        over = self.kill_reason(proc)
-        last_seen = self.last_seen_mb(proc)
-        if over is not None:
+        killed = self._killed
+        if killed is not None and killed[0] is proc:
+            # The figure the reason compares (own memory, for max_process_memory).
             return ReplMemoryError(
-                f"The REPL went over its memory limit ({over}) and was killed. "
+                f"The REPL went over its memory limit ({killed[1]}) and was killed. "
                 "Raise max_process_memory / max_total_memory, or split the work.",
-                reason=over,
-                last_seen_mb=last_seen,
+                reason=killed[1],
+                last_seen_mb=killed[2],
             )
+        last_seen = self.last_seen_mb(proc)
         if isinstance(death, ReplCrashedError):
             return out_of_memory(self.limits, death, last_seen, note) or death
         return death
 
-    def sample(self, proc: ReplProcess) -> float:
-        """Measure ``proc``'s memory (MB) now, and keep it as its last seen figure."""
-        used = proc.memory_mb()
-        if used > 0:  # a process that is gone measures 0: keep what it was last seen using
-            self._seen = (proc, used)
-        return used
+    def sample(self, proc: ReplProcess) -> ReplMemory:
+        """Measure ``proc``'s memory now, as far as ``MemoryLimits.exceeded`` needs, and keep its
+        RSS as its last seen figure.
+
+        RSS is cheap and never below PSS, so an RSS within ``max_process_memory`` clears the REPL
+        and is all that is measured. Over it, PSS decides, measured at most every
+        ``PSS_REFRESH_S``: in between, the last PSS figure stands while the RSS growth since
+        (own memory grows no faster) cannot have taken it over the limit.
+        """
+        resident = measure_repl_memory(proc.pid, rss_only=True)
+        if resident.processes == 0:  # gone: keep what it was last seen using
+            return resident
+        self._seen = (proc, resident.rss_mb)
+        limit = self.limits.max_process_memory
+        if limit is None or resident.rss_mb <= limit:
+            return resident
+        now = time.monotonic()
+        last = self._pss
+        if (
+            last is not None
+            and last[0] is proc
+            and now - last[2] < PSS_REFRESH_S
+            # A sharer exiting raises PSS with no RSS growth: that is seen at the next refresh.
+            and last[1].own_mb + (resident.rss_mb - last[1].rss_mb) <= limit
+        ):
+            return last[1]
+        measured = measure_repl_memory(proc.pid)
+        self._pss = (proc, measured, now)
+        return measured
 
     def last_seen_mb(self, proc: ReplProcess) -> float | None:
-        """``proc``'s memory at its last sample (MB), or None when it was never sampled."""
+        """``proc``'s resident memory (RSS, MB) at its last sample, or None when never sampled:
+        the figure of the out-of-memory rule, as the system's killer goes by RSS too."""
         seen = self._seen
         return seen[1] if seen is not None and seen[0] is proc else None
 
@@ -204,11 +314,29 @@ class MemoryWatchdog:
         proc, since = watched
         if time.monotonic() - since < self.interval:
             return
-        over = self.limits.exceeded(proc, self.sample(proc))
+        used = self.sample(proc)
+        over = self.limits.exceeded(proc, used)
         # Kill only what was measured, and only if that command still runs.
         if over and self._watched is watched:
-            self._killed = (proc, over)
+            self._killed = (proc, over, used.own_mb)
             proc.send_kill()
+
+
+class _Watching:
+    """The block of ``MemoryWatchdog.watching``: a plain class, as it wraps every request and a
+    generator-based context manager costs several times more."""
+
+    __slots__ = ("_proc", "_watchdog")
+
+    def __init__(self, watchdog: MemoryWatchdog, proc: ReplProcess | None) -> None:
+        self._watchdog, self._proc = watchdog, proc
+
+    def __enter__(self) -> None:
+        proc = self._proc
+        self._watchdog._watched = (proc, time.monotonic()) if proc is not None else None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._watchdog._watched = None
 
 
 def _sample(ref: weakref.ref[MemoryWatchdog], stop: threading.Event, interval: float) -> None:

@@ -10,14 +10,16 @@ Two words, one level apart:
 * the **status** (`Status`, `STATUSES`): what kind of end a command had, the value code
   filters on (``item.status``, ``results.statuses``); stable, and LeanInteract-like.
 * the **outcome** (`Outcome`, `OUTCOMES`): the word a user reads in tables, summaries and
-  ``to_pandas()``. It is the status, except for two finer kinds whose fix differs:
+  ``to_pandas()``. It is the status, except for three finer kinds:
 
-  - ``stopped``: Lean stopped the command at its heartbeat limit (``maxHeartbeats``). Its
-    status stays ``error`` (Lean reported it as an error, and the REPL kept every state), but
-    the fix is a higher limit (or a faster proof), not a corrected one.
+  - ``out of heartbeats``: Lean stopped the command at its heartbeat limit
+    (``maxHeartbeats``). Its status stays ``error`` (Lean reported it as an error, and the REPL
+    kept every state), but the fix is a higher limit (or a faster proof), not a corrected one.
   - ``out of memory``: the REPL was killed for memory, by lean_kernel over one of its limits
     or by the system (``ReplMemoryError``). Its status stays ``crashed`` (the REPL died and was
     replaced), but the fix is memory (a higher limit, fewer workers), not a bug report.
+  - ``stopped``: a cancel or interrupt came while the command ran, and its REPL was killed.
+    Its status stays ``cancelled``; ``cancelled`` as an outcome means it never started.
 
 Each finished command has exactly one outcome, so counts by outcome add up to the total, and
 every outcome but ``ok`` and ``sorry`` is in `FAILED`.
@@ -39,7 +41,7 @@ from lean_kernel.engine.protocol import (
     Response,
     Sorry,
 )
-from lean_kernel.errors import LeanKernelError, ReplMemoryError
+from lean_kernel.errors import LeanKernelError, ReplCancelledError, ReplMemoryError
 
 __all__ = [
     "ACCEPTED",
@@ -63,11 +65,11 @@ __all__ = [
 
 Status = Literal["pending", "ok", "sorry", "error", "timeout", "crashed", "cancelled", "exception"]
 """``ok``: Lean accepted the command; ``sorry``: accepted but with ``sorry``; ``error``: Lean
-reported an error (or refused the request; outcome ``stopped`` when the error is only its
-heartbeat limit); ``timeout``: over its wall-clock limit (the REPL was killed); ``crashed``: the
-REPL died or misbehaved (outcome ``out of memory`` when it was killed for memory);
-``cancelled``: not run, or killed while running, by a cancel or interrupt; ``exception``: any
-other Python exception."""
+reported an error (or refused the request; outcome ``out of heartbeats`` when the error is
+only its heartbeat limit); ``timeout``: over its wall-clock limit (the REPL was killed);
+``crashed``: the REPL died or misbehaved (outcome ``out of memory`` when it was killed for
+memory); ``cancelled``: not run (outcome ``cancelled``), or killed while running (outcome
+``stopped``), by a cancel or interrupt; ``exception``: any other Python exception."""
 
 #: Every finished status, in the order summaries list them.
 STATUSES: tuple[Status, ...] = get_args(Status)[1:]
@@ -77,16 +79,18 @@ Outcome = Literal[
     "ok",
     "sorry",
     "error",
-    "stopped",
+    "out of heartbeats",
     "timeout",
     "crashed",
     "out of memory",
+    "stopped",
     "cancelled",
     "exception",
 ]
-"""The word shown for a command: its `Status`, or ``stopped`` (an ``error`` that is Lean
-stopping the command at its heartbeat limit) or ``out of memory`` (a ``crashed`` whose REPL was
-killed for memory)."""
+"""The word shown for a command: its `Status`, or ``out of heartbeats`` (an ``error`` that is
+Lean stopping the command at its heartbeat limit), ``out of memory`` (a ``crashed`` whose REPL
+was killed for memory) or ``stopped`` (a ``cancelled`` command that was running: its REPL was
+killed)."""
 
 #: Every finished outcome, in the order summaries and tables list them.
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)[1:]
@@ -96,7 +100,16 @@ ACCEPTED: frozenset[str] = frozenset({"ok", "sorry"})
 #: Statuses and outcomes of a command that did not go through: counted and shown as failures
 #: everywhere.
 FAILED: frozenset[str] = frozenset(
-    {"error", "stopped", "timeout", "crashed", "out of memory", "cancelled", "exception"}
+    {
+        "error",
+        "out of heartbeats",
+        "timeout",
+        "crashed",
+        "out of memory",
+        "stopped",
+        "cancelled",
+        "exception",
+    }
 )
 
 
@@ -133,14 +146,17 @@ def outcome_of(
     status: str, response: Response | None = None, error: BaseException | None = None
 ) -> Outcome:
     """The word shown for a command of ``status`` that answered ``response`` or raised ``error``:
-    ``out of memory`` for a crash that was a memory kill, ``stopped`` for an error that is only
-    Lean's heartbeat limit (another error beside it keeps it an ``error``), else the status."""
+    ``out of memory`` for a crash that was a memory kill, ``out of heartbeats`` for an error
+    that is only Lean's heartbeat limit (another error beside it keeps it an ``error``),
+    ``stopped`` for a cancel that killed the running command, else the status."""
     if status == "crashed" and isinstance(error, ReplMemoryError):
         return "out of memory"
+    if status == "cancelled" and isinstance(error, ReplCancelledError) and error.started:
+        return "stopped"
     if status == "error" and response is not None and not isinstance(response, LeanError):
         errors = [m for m in response.messages if m.severity == "error"]
         if errors and all(stopped_at(m) is not None for m in errors):
-            return "stopped"
+            return "out of heartbeats"
     return status  # type: ignore[return-value]  # every status is an outcome
 
 

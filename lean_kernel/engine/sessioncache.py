@@ -10,7 +10,7 @@ servers of one Python process (a pool): each server replays the entries it has n
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,6 +57,22 @@ class ReplaySessionCache:
             entry = SessionEntry(key=key, kind=kind, request=request, sorry_keys=sorry_keys)
             self._entries[_slot(kind, key)] = entry
             return entry
+
+    def adopt(self, entries: Iterable[SessionEntry]) -> None:
+        """Keep another cache's entries under their own ids (a cluster worker replaying the
+        pool's kept states); entries already here are left as they are."""
+        with self._lock:
+            for entry in entries:
+                self._entries.setdefault(_slot(entry.kind, entry.key), entry)
+                # Ids handed out here later must not collide with the adopted ones.
+                proof_keys = list(entry.sorry_keys)
+                if entry.kind == "env":
+                    self._next_env_key = min(self._next_env_key, entry.key - 1)
+                else:
+                    proof_keys.append(entry.key)
+                if proof_keys:
+                    lowest = min(proof_keys) - 1
+                    self._next_proof_state_key = min(self._next_proof_state_key, lowest)
 
     def remove(self, kind: StateKind, key: int) -> None:
         """Forget a kept state; its id is refused from now on."""

@@ -39,6 +39,7 @@ from lean_kernel.engine.heartbeats import (
 from lean_kernel.engine.launch import PROJECT_ENV_VAR
 
 __all__ = [
+    "CLUSTER_ENV_VAR",
     "HEARTBEATS_ENV_VAR",
     "HEARTBEAT_RATE_ENV_VAR",
     "DEFAULT_IDLE_TIMEOUT",
@@ -61,6 +62,8 @@ MEMORY_ENV_VAR = "LEAN_KERNEL_MEMORY_LIMIT_MB"
 TIMEOUT_ENV_VAR = "LEAN_KERNEL_TIMEOUT"
 INCREMENTAL_ENV_VAR = "LEAN_KERNEL_INCREMENTAL"
 IDLE_TIMEOUT_ENV_VAR = "LEAN_KERNEL_IDLE_TIMEOUT"
+#: Where batches run (``%%lean_batch --cluster`` for one batch): a Dask address, ``ray``...
+CLUSTER_ENV_VAR = "LEAN_KERNEL_CLUSTER"
 
 #: Seconds a batch-pool REPL may sit idle before it is ended (and restarted when next needed).
 DEFAULT_IDLE_TIMEOUT = 600.0
@@ -132,6 +135,8 @@ class Settings:
     heartbeats: HeartbeatSetting = AUTO
     #: heartbeats per second ``auto`` assumes (None: ``DEFAULT_HEARTBEAT_RATE``)
     heartbeat_rate: float | None = None
+    #: where batches run: a Dask scheduler address, ``ray`` or a Ray address; None: here
+    cluster: str | None = None
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -181,6 +186,7 @@ class Settings:
             heartbeats=AUTO if heartbeats is None else heartbeats,
             heartbeat_rate=rate,
             idle_timeout=idle_timeout,
+            cluster=env.get(CLUSTER_ENV_VAR, "").strip() or None,
             problems=tuple(problems),
         )
 

@@ -12,6 +12,7 @@
   at once, shows live progress with a Cancel button, and fills a results variable.
 * ``%lean_config`` (REPL, project, memory, timeout, workers, idle limit of the pool's REPLs) and
   ``%lean_status`` (which pool REPLs run, and which were ended for being idle).
+* ``%lean_cache info|clear``: the result cache batches keep Lean's answers in, across sessions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 
 from lean_kernel.batch.args import BatchArgsError, parse_batch_args, read_commands
+from lean_kernel.batch.caching import CacheUsageError, cache_command
 from lean_kernel.batch.magic import start_batch
 from lean_kernel.display import render_table, titled
 from lean_kernel.errors import LeanKernelError
@@ -47,7 +49,8 @@ _INTERRUPT_GRACE_S = 30.0
 
 @magics_class
 class LeanMagics(Magics):
-    """``%lean``, ``%%lean``, ``%%lean_batch``, ``%lean_config`` and ``%lean_status``."""
+    """``%lean``, ``%%lean``, ``%%lean_batch``, ``%lean_config``, ``%lean_status`` and
+    ``%lean_cache``."""
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
@@ -92,8 +95,10 @@ class LeanMagics(Magics):
     def lean_batch(self, line: str, cell: str | None = None) -> None:
         """Check many commands in the background:
         ``%%lean_batch [-w WORKERS] [-t TIMEOUT] [--header CODE] [-o VAR] [--sep LINE]
-        [--progress auto|widget|text|none]`` with the commands in the cell, separated by ``----``
-        lines (``--sep``); or ``%lean_batch -i VAR ...`` with the commands in the list ``VAR``.
+        [--progress auto|widget|text|none] [--no-cache] [--cluster ADDRESS]`` with the commands
+        in the cell, separated by ``----`` lines (``--sep``); or ``%lean_batch -i VAR ...`` with
+        the commands in the list ``VAR``. ``--no-cache`` runs every command even when the result
+        cache has its answer.
 
         Returns at once; results fill ``-o VAR`` (default ``lean_results``): one item per command
         with status, messages and time, in input order (``VAR.wait()``, ``VAR.cancel()``,
@@ -138,6 +143,16 @@ class LeanMagics(Magics):
         for bundle in _status_bundles(self.session):
             display(bundle, raw=True)
 
+    @line_magic
+    def lean_cache(self, line: str) -> None:
+        """The result cache batches keep Lean's answers in, across sessions:
+        ``%lean_cache info`` (its file, entries, size, files set aside) or ``%lean_cache clear``
+        (empty it). ``LEAN_KERNEL_RESULT_CACHE`` moves it (a path) or turns it off (``off``)."""
+        try:
+            print(cache_command(self.session.result_store(), line))
+        except CacheUsageError as err:
+            raise UsageError(str(err)) from None
+
 
 # -- helpers -------------------------------------------------------------------------------------
 
@@ -145,10 +160,12 @@ class LeanMagics(Magics):
 def _status_bundles(session: LeanSession) -> list[dict[str, str]]:
     bundles = []
     notebook = session.started_notebook
-    if notebook is None:
-        bundles.append(_text("Session REPL: not started (the first %lean starts it)"))
+    server = notebook.running_server if notebook is not None else None
+    if notebook is None or server is None:
+        bundles.append(
+            _text("Session REPL: not started (the first %lean that needs Lean starts it)")
+        )
     else:
-        server = notebook.server
         row = {
             "REPL": "session",
             "pid": server.pid,
@@ -232,7 +249,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     ipython.magics_manager.registry.pop(type(magics).__name__, None)
     for kind in ("line", "cell"):
         table = ipython.magics_manager.magics[kind]
-        for name in ("lean", "lean_batch", "lean_config", "lean_status"):
+        for name in ("lean", "lean_batch", "lean_config", "lean_status", "lean_cache"):
             table.pop(name, None)
 
 

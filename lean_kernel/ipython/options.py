@@ -63,6 +63,15 @@ def _split(line: str) -> list[str]:
         raise UsageError(f"cannot read the arguments ({err}): {line!r}") from None
 
 
+def _options(words: list[str]) -> list[str]:
+    """``name=value`` words as ``--name value`` (``%lean_config cluster=ray``)."""
+    out: list[str] = []
+    for word in words:
+        name, eq, value = word.partition("=")
+        out.extend([f"--{name}", value] if eq and not word.startswith("-") else [word])
+    return out
+
+
 def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse type from one of ``engine.settings``' parsers (its message on bad input)."""
 
@@ -96,8 +105,12 @@ def parse_config(line: str, current: Settings) -> Settings:
     parser.add_argument("--incremental", type=_argument(parse_on_off), default=_UNSET)
     parser.add_argument("--progress", choices=PROGRESS_MODES, default=_UNSET)
     parser.add_argument("--idle", type=_argument(parse_seconds), default=_UNSET)
-    args = parser.parse_args(_split(line))
+    parser.add_argument("--cluster", default=_UNSET)
+    args = parser.parse_args(_options(_split(line)))
     changes: dict[str, Any] = {}
+    if args.cluster is not _UNSET:  # a Dask address, ray, a Ray address; none: here
+        cluster = args.cluster.strip()
+        changes["cluster"] = None if cluster.lower() in ("", "none", "local") else cluster
     if args.repl is not _UNSET:
         changes["repl"] = None if args.repl.lower() in ("", "none", "default") else args.repl
     if args.project is not _UNSET:
@@ -143,5 +156,6 @@ def describe_settings(settings: Settings) -> str:
             f"incremental: {'on' if settings.incremental else 'off'}",
             f"progress: {settings.progress}",
             f"idle batch REPLs end after: {show(settings.idle_timeout, ' s', default='never')}",
+            f"batches run on: {settings.cluster or 'this machine (threads)'}",
         ]
     )

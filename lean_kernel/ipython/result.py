@@ -61,7 +61,8 @@ class LeanResult(ResponseReading):
 
     @property
     def cached(self) -> bool:
-        """Whether the same text on the same env had run before, so nothing was sent."""
+        """Whether the same text on the same env had run before, so nothing was sent (in this
+        session, or kept in the result cache: ``run.from_store``)."""
         return self.run.cached
 
     @property
@@ -95,7 +96,8 @@ class LeanResult(ResponseReading):
         plain = bundle.get("text/plain", "")
         body_html = bundle.get("text/html", "")
         if not plain and not notes:
-            plain = f"{self.label} ok" + (" (cached)" if self.cached else "")
+            cached = " (from the result cache)" if self.run.from_store else " (cached)"
+            plain = f"{self.label} ok" + (cached if self.cached else "")
             body_html = ""
         head = "\n".join(notes)
         text = "\n".join(part for part in (head, plain.rstrip("\n")) if part) + "\n"

@@ -20,6 +20,7 @@ from lean_kernel.batch.keeper import BatchKeeper, BatchRun
 from lean_kernel.batch.pool import LeanServerPool
 from lean_kernel.display.progress import ProgressMode, Send, ipython_send
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.resultstore import ResultStore, open_store
 from lean_kernel.engine.settings import Settings
 from lean_kernel.notebook import Notebook
 
@@ -46,6 +47,9 @@ class LeanSession:
         self.keeper = BatchKeeper()
         self._lock = threading.RLock()
         self._notebook: Notebook | None = None
+        #: the result cache, once opened (``_store_opened``: None then means it is off)
+        self._store: ResultStore | None = None
+        self._store_opened = False
         self._execution = _Execution()
         #: batches whose progress showed its end while a cell ran (nbclient saved it)
         self._ended_in_a_cell: set[str] = set()
@@ -54,13 +58,15 @@ class LeanSession:
 
     @property
     def notebook(self) -> Notebook:
-        """The document of ``%lean`` cells, with its REPL (started now if needed)."""
+        """The document of ``%lean`` cells, with its REPL (started now if needed; with the
+        result cache on, when the first cell the cache cannot answer needs it)."""
         with self._lock:
             if self._notebook is None:
                 self._notebook = Notebook(
                     self.settings.config(os.getcwd()),
                     timeout=self.settings.timeout,
                     max_process_memory=self.settings.memory_mb,
+                    store=self.result_store(),
                 )
             return self._notebook
 
@@ -68,6 +74,14 @@ class LeanSession:
     def started_notebook(self) -> Notebook | None:
         """The document if a ``%lean`` started it (status tables do not start one)."""
         return self._notebook
+
+    def result_store(self) -> ResultStore | None:
+        """The result cache (``$LEAN_KERNEL_RESULT_CACHE`` or the default file), opened at first
+        use; None when that variable turns it off."""
+        with self._lock:
+            if not self._store_opened:
+                self._store, self._store_opened = open_store(True), True
+            return self._store
 
     @property
     def batches(self) -> list[BatchRun]:
@@ -123,6 +137,8 @@ class LeanSession:
             notebook, self._notebook = self._notebook, None
             if notebook is not None:
                 notebook.close()
+            if self._store is not None:
+                self._store.close()
 
     # -- the shared %%lean_batch's host ------------------------------------------------------------
 

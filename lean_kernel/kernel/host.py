@@ -18,6 +18,7 @@ from lean_kernel.batch.args import BatchArgs
 from lean_kernel.batch.keeper import BatchKeeper
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.heartbeats import HeartbeatSetting
+from lean_kernel.engine.resultstore import ResultStore
 from lean_kernel.engine.settings import Settings
 from lean_kernel.notebook import Notebook
 
@@ -111,4 +112,8 @@ class Host(Protocol):
 
     async def run_batch(self, args: BatchArgs, commands: list[str]) -> Reply:
         """Check ``commands`` on the batch pool until done; show the results table."""
+        ...
+
+    def result_store(self) -> ResultStore | None:
+        """The kernel's result cache (opened at first use); None when it is turned off."""
         ...

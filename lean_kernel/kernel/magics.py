@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lean_kernel.batch.args import BatchArgsError, parse_batch_args, split_commands
+from lean_kernel.batch.caching import CACHE_USAGE, CacheUsageError, cache_command
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.display import render_result, render_table, titled
 from lean_kernel.engine.heartbeats import parse_heartbeats
@@ -299,7 +300,7 @@ def _help(host: Host, plan: CellPlan, args: str) -> Reply | None:
 
 BATCH_USAGE = (
     "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o NAME] "
-    "[--sep LINE] [--progress auto|widget|text|none]"
+    "[--sep LINE] [--progress auto|widget|text|none] [--no-cache] [--cluster ADDRESS]"
 )
 
 
@@ -310,7 +311,8 @@ BATCH_USAGE = (
     "document, on a pool of REPLs kept warm across cells; live progress, then a results table. "
     "OPTIONS: -w WORKERS, -t TIMEOUT (per command), --heartbeats N|auto|off (Lean's limit per "
     "command, before the timeout), --header CODE (before each command), "
-    "-o NAME (keep the results for %batch), --sep LINE, --progress auto|widget|text|none",
+    "-o NAME (keep the results for %batch), --sep LINE, --progress auto|widget|text|none, "
+    "--no-cache (run every command, even those the result cache knows), --cluster ADDRESS",
     cell=True,
     needs_body=True,
 )
@@ -378,9 +380,43 @@ def _batch(host: Host, plan: CellPlan, args: str) -> Reply | None:
     return None
 
 
+@magic(
+    "lean_cache",
+    CACHE_USAGE,
+    "the result cache, where batches keep Lean's answers across sessions: info (its file, "
+    "entries, size, files set aside) or clear (empty it)",
+)
+def _lean_cache(host: Host, plan: CellPlan, args: str) -> Reply | None:
+    try:
+        text = cache_command(host.result_store(), args)
+    except CacheUsageError as err:
+        raise MagicError(str(err)) from None
+    host.output.stream(text + "\n")
+    return None
+
+
+@magic(
+    "lean_config",
+    "%lean_config [cluster=ADDRESS|none]",
+    "where %%lean_batch runs: a Dask scheduler address (tcp://host:8786), ray (this machine's "
+    "Ray session, or a new one), a Ray address (ray://host:10001); none: here; alone: show it",
+)
+def _lean_config(host: Host, plan: CellPlan, args: str) -> Reply | None:
+    if args:
+        name, eq, value = args.partition("=")
+        if name.strip() != "cluster" or not eq:
+            raise MagicError(f"Usage: {MAGICS['lean_config'].usage}")
+        value = value.strip()
+        cluster = None if value.lower() in ("", "none", "local") else value
+        host.settings = replace(host.settings, cluster=cluster)
+    where = host.settings.cluster or "this machine (threads)"
+    host.output.note(f"Batches run on: {where}.")
+    return None
+
+
 def _show_item(host: Host, name: str, item: ItemResult) -> None:
     """One batch item: its command and what Lean said about it, drawn on the command."""
-    kind = f" ({item.outcome})" if item.outcome != item.status else ""  # e.g. error (stopped)
+    kind = f" ({item.outcome})" if item.outcome != item.status else ""  # error (out of heartbeats)
     head = f"{name} #{item.index}: {item.status}{kind}, {item.time:.3f} s"
     if item.header_time:
         head += f" (+ {item.header_time:.3f} s header)"

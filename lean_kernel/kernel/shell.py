@@ -40,6 +40,7 @@ from lean_kernel.engine.heartbeats import (
 )
 from lean_kernel.engine.outcome import failed as is_error
 from lean_kernel.engine.protocol import CommandResponse, LeanError, ProofStepResponse
+from lean_kernel.engine.resultstore import ResultStore, open_store
 from lean_kernel.engine.settings import Settings
 from lean_kernel.errors import ReplSetupError
 from lean_kernel.kernel import inspection
@@ -82,6 +83,9 @@ class LeanShell:
         #: the batch pool (made by the first %%lean_batch) and the batches kept for %batch
         self.keeper = BatchKeeper()
         self._notebook: Notebook | None = None
+        #: the result cache, once opened (``_store_opened``: None then means it is off)
+        self._store: ResultStore | None = None
+        self._store_opened = False
         self._config: LeanREPLConfig = self.settings.config(working_dir=os.getcwd())
         self._problems_shown = False
         self._cell_id: str | None = None
@@ -91,8 +95,10 @@ class LeanShell:
     # -- the notebook and its REPL -----------------------------------------------------------
 
     def _start_if_ready(self) -> None:
-        """Start the REPL now (in the main thread, so it dies with us) when nothing needs
-        installing; otherwise the first cell installs it, showing progress."""
+        """Make the notebook now when nothing needs installing (without a result cache it
+        starts the REPL now, in the main thread, so it dies with us; with one, the first cell
+        the cache cannot answer starts it); otherwise the first cell installs it, showing
+        progress."""
         try:
             self._config.resolve(install=False)
             self._notebook = self._make_notebook(self._config)
@@ -105,6 +111,7 @@ class LeanShell:
             timeout=self.settings.timeout,
             heartbeats=self.settings.heartbeats,
             max_process_memory=self.settings.memory_mb,
+            store=self.result_store(),
         )
 
     def _set_up(self, config: LeanREPLConfig) -> None:
@@ -123,7 +130,7 @@ class LeanShell:
     def launch(self) -> ReplLaunch:
         """How the REPL is (or would be) started; never installs anything."""
         if self._notebook is not None:
-            return self._notebook.server.launch
+            return self._notebook.launch
         return self._config.resolve(install=False)
 
     def lean_version(self) -> str | None:
@@ -195,6 +202,15 @@ class LeanShell:
         self.keeper.close()
         if self._notebook is not None:
             self._notebook.close()
+        if self._store is not None:
+            self._store.close()
+
+    def result_store(self) -> ResultStore | None:
+        """The result cache (``$LEAN_KERNEL_RESULT_CACHE`` or the default file), opened at first
+        use; None when that variable turns it off."""
+        if not self._store_opened:
+            self._store, self._store_opened = open_store(True), True
+        return self._store
 
     # -- cells ----------------------------------------------------------------------------------
 
@@ -268,6 +284,11 @@ class LeanShell:
             heartbeats=plan.heartbeats,
             cancel=self.cancel,
         )
+        if run.from_store:
+            self.output.note(
+                "From the result cache: Lean checked this cell, after the same cells above it, "
+                "before; nothing was sent to Lean now."
+            )
         return self._show_run(run, plan.source, plan.body_offset)
 
     def run_proof(self, plan: CellPlan, proof_state: int | None) -> Reply:

@@ -2,9 +2,9 @@
 
 Nothing here knows Jupyter: the Lean kernel and the ``%%lean`` IPython magic both drive it.
 ``Notebook`` (notebook.py) composes the parts: the document and its cells (document.py), the REPL
-process the cells live in (process.py), the result cache (cache.py), bringing the document up to
-date (replay.py), proof mode (proofs.py) over proof-state handles (proofstates.py), and the
-``%cells`` rows (report.py).
+process the cells live in (process.py), the result cache (cache.py) and the persistent one across
+processes (stored.py), bringing the document up to date (replay.py), proof mode (proofs.py) over
+proof-state handles (proofstates.py), and the ``%cells`` rows (report.py).
 """
 
 from lean_kernel.notebook.document import Cell, ImportPlacementError, is_import_cell

@@ -5,6 +5,11 @@ cell run again keeps its place. Staleness is not a flag but a fact computed from
 is current when the env it was elaborated on is the env the cell before it has now, in the REPL
 process that runs now. ``import`` is only legal in a command sent without env, so imports live
 in the first cell.
+
+A cell answered from the persistent result store (``stored``) is *virtual*: its answer is known
+but its env exists in no process. It is current while the store key of the env it was answered
+on is still the key of the env above it, and it is elaborated for real when a live env below it
+is needed.
 """
 
 from __future__ import annotations
@@ -50,7 +55,9 @@ class Cell:
 
     ``env`` is the REPL env the cell built (None: it contributes nothing, e.g. it failed);
     ``parent_env`` the env it was elaborated on, ``process`` the REPL process both live in.
-    ``failure`` says why the REPL died on it.
+    ``failure`` says why the REPL died on it. ``chain`` is its key in the persistent result
+    store, ``parent_chain`` that of the env it was elaborated on (None: not known);
+    ``from_store`` says its answer came from the store (it has no env).
     """
 
     id: str
@@ -68,6 +75,9 @@ class Cell:
     #: handles of the sorries in ``result``, in the REPL's order
     sorry_handles: list[int] = field(default_factory=list)
     process: ProcessKey | None = None
+    chain: str | None = None
+    parent_chain: str | None = None
+    from_store: bool = False
     _names: list[str] | None = None
 
     @property
@@ -97,6 +107,13 @@ class Cell:
             return head + (msg.data.splitlines() or [""])[0]
         return ""
 
+    @property
+    def builds_env(self) -> bool:
+        """Whether later cells are elaborated on what it built (a live env, or a virtual one)."""
+        return self.env is not None or (
+            self.from_store and self.failure is None and isinstance(self.result, CommandResponse)
+        )
+
     def is_current(self, parent: int | None, process: ProcessKey) -> bool:
         """Whether the cell was elaborated on ``parent`` in ``process`` (and did not fail)."""
         return (
@@ -111,13 +128,23 @@ class Cell:
     ) -> None:
         """The cell was elaborated on ``parent`` in ``process``: this is what it built."""
         self.result, self.parent_env, self.elapsed, self.process = result, parent, elapsed, process
-        self.failure = None
+        self.failure, self.from_store = None, False
         self.env = result.env if isinstance(result, CommandResponse) else None
+
+    def set_stored(
+        self, result: CommandResponse, elapsed: float, chain: str, parent_chain: str
+    ) -> None:
+        """The cell's answer came from the persistent store under ``chain``, for the env whose
+        key is ``parent_chain``: it is virtual (no env in any process) until elaborated."""
+        self.result, self.elapsed = result, elapsed
+        self.chain, self.parent_chain = chain, parent_chain
+        self.env, self.parent_env, self.process = None, None, None
+        self.failure, self.from_store, self.sorry_handles = None, True, []
 
     def set_failure(self, failure: str) -> None:
         """The REPL died on the cell (``failure`` says how): it contributes nothing now."""
         self.failure = failure
-        self.result, self.env = None, None
+        self.result, self.env, self.from_store = None, None, False
 
 
 class Document:
@@ -183,6 +210,8 @@ class Document:
             cell.sorry_handles = old.sorry_handles
             cell.result, cell.env, cell.parent_env = old.result, old.env, old.parent_env
             cell.process, cell.elapsed = old.process, old.elapsed
+            cell.chain, cell.parent_chain = old.chain, old.parent_chain
+            cell.from_store = old.from_store
         self.cells.insert(index, cell)
         return cell
 
@@ -211,6 +240,28 @@ class Document:
         """Cells ``[0, upto)`` are current in ``process``."""
         self._current_upto, self._current_in = upto, process
 
+    def parent_chain(self, index: int) -> str | None:
+        """The store key of the env a cell at ``index`` is elaborated on: that of the last cell
+        above it that built one ("" for a fresh environment; None when it is not known)."""
+        for cell in reversed(self.cells[:index]):
+            if cell.builds_env:
+                return cell.chain
+        return ""
+
+    def settled_above(self, index: int, process: ProcessKey) -> bool:
+        """Whether every cell above ``index`` is current in ``process``, virtual, or failed:
+        bringing them up to date would only elaborate virtual cells for real."""
+        return self.statuses(process)[:index].count("stale") == 0
+
+    def drop_virtual(self) -> None:
+        """The store's answers are another Lean's now: cells answered from it go stale."""
+        for cell in self.cells:
+            cell.from_store = False
+
+    def has_virtual(self, upto: int) -> bool:
+        """Whether a cell above ``upto`` is virtual (answered from the store, no env)."""
+        return any(cell.from_store for cell in self.cells[:upto])
+
     def parent_env(self, index: int) -> int | None:
         """The env a cell at ``index`` must be elaborated on: that of the last cell above it
         that built one (None: a fresh environment)."""
@@ -224,12 +275,17 @@ class Document:
         statuses: list[CellStatus] = []
         outdated = False
         parent: int | None = None
+        chain: str | None = ""
         for cell in self.cells:
             if cell.failure is not None:
                 statuses.append("failed")
                 continue
-            outdated = outdated or not cell.is_current(parent, process)
+            if cell.from_store:  # current while answered for the env it is on now
+                outdated = outdated or cell.parent_chain != chain
+            else:
+                outdated = outdated or not cell.is_current(parent, process)
             parent = parent if cell.env is None else cell.env
+            chain = cell.chain if cell.builds_env else chain
             if outdated:
                 statuses.append("stale")
             else:

@@ -9,7 +9,9 @@ the document always equals the document read top to bottom, like a Lean file in 
   hits "already declared". Cells after it go stale and are re-checked before anything after them
   runs (`document`, `replay`).
 * Results are cached by (REPL process, parent env, text): an identical re-run sends nothing
-  (`cache`).
+  (`cache`). With a persistent result store, answers also outlive the process: a cell whose
+  text, and the text of every cell its env was built from, were run before is answered from
+  the store without a REPL (`stored`); it has no env until a live one is needed below it.
 * When the REPL process is replaced (crash, timeout, memory, interrupt, restart) the document is
   replayed into the new one; a cell that killed the REPL stays in the document as *failed*.
 * ``import`` is only legal in a command sent without env, so imports live in the first cell: an
@@ -27,10 +29,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.heartbeats import HeartbeatSetting, parse_heartbeats
+from lean_kernel.engine.launch import ReplLaunch
 from lean_kernel.engine.protocol import CommandResponse
+from lean_kernel.engine.resultstore import ResultStore
 from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.errors import LeanKernelError, ReplCrashedError, StaleStateError
 from lean_kernel.notebook.cache import ResultCache
@@ -46,6 +51,7 @@ from lean_kernel.notebook.proofs import ProofCell, ProofMode, ProofRun
 from lean_kernel.notebook.proofstates import ProofStates
 from lean_kernel.notebook.replay import MAX_RESTARTS, Recheck, Replayer, RunOutcome
 from lean_kernel.notebook.report import table_rows
+from lean_kernel.notebook.stored import CellStore
 
 __all__ = ["CellRun", "Notebook"]
 
@@ -55,11 +61,13 @@ class CellRun(RunOutcome):
     """What running one cell did.
 
     ``response`` is the cell's result with sorries' proof states replaced by notebook handles;
-    None when the cell did not run to the end (``error`` says why).
+    None when the cell did not run to the end (``error`` says why). ``cached``: nothing was sent
+    to Lean; ``from_store``: the answer came from the persistent result store (``cached`` too).
     """
 
     cell: Cell | None
     cached: bool = False
+    from_store: bool = False
 
 
 class Notebook:
@@ -75,6 +83,10 @@ class Notebook:
         max_process_memory: MB one REPL may use before it is killed and the document replayed.
         cache_size: how many (parent env, text) results to keep for identical re-runs.
         server: an already started server to use instead of making one from ``config``.
+        store: the persistent result store (`engine.resultstore`; None: none): answers are kept
+            there, and a cell run again with the same text on the same document above it is
+            answered from it, in any later process, without asking Lean. With a store, the REPL
+            is only started when a cell needs it.
 
     Not thread-safe by design of the REPL (one command at a time); calls are serialised.
     """
@@ -88,17 +100,23 @@ class Notebook:
         max_process_memory: float | None = None,
         cache_size: int = 4096,
         server: AutoLeanServer | None = None,
+        store: ResultStore | None = None,
     ) -> None:
         heartbeats = None if heartbeats is None else parse_heartbeats(heartbeats)
         self.config = config if config is not None else LeanREPLConfig()
         self.max_process_memory = max_process_memory
         self._lock = threading.RLock()
-        self._repl = NotebookRepl(server if server is not None else self._make_server(self.config))
+        self._stored = CellStore(store, server.config if server is not None else self.config)
+        self._repl = NotebookRepl(self._server_maker(self.config), server)
+        if not self._stored.enabled:
+            self._repl.start()  # without a store, every cell needs the REPL: start it now
         self._repl.heartbeats = heartbeats
         self._document = Document()
         self._states = ProofStates()
         self._cache = ResultCache(cache_size)
-        self._replayer = Replayer(self._document, self._repl, self._cache, self._states, timeout)
+        self._replayer = Replayer(
+            self._document, self._repl, self._cache, self._states, timeout, self._stored
+        )
         self._proofs = ProofMode(self._document, self._repl, self._replayer, self._states)
         self._anonymous = 0
 
@@ -133,16 +151,29 @@ class Notebook:
 
     @property
     def server(self) -> AutoLeanServer:
-        """The REPL server the cells run in."""
+        """The REPL server the cells run in (started now if it was not yet)."""
         return self._repl.server
 
-    def _make_server(self, config: LeanREPLConfig) -> AutoLeanServer:
-        return AutoLeanServer(config, max_process_memory=self.max_process_memory)
+    @property
+    def running_server(self) -> AutoLeanServer | None:
+        """The REPL server if it was started (None: every cell so far came from the store)."""
+        return self._repl.started
+
+    @property
+    def launch(self) -> ReplLaunch:
+        """How the REPL is (or would be) started; starts nothing."""
+        server = self._repl.started
+        return server.launch if server is not None else self._stored.config.resolve()
+
+    def _server_maker(self, config: LeanREPLConfig) -> Callable[[], AutoLeanServer]:
+        """What starts a server of ``config`` (with the memory limit set now), when needed.
+        A partial, not a closure over the notebook: a dropped notebook frees its server."""
+        return partial(AutoLeanServer, config, max_process_memory=self.max_process_memory)
 
     def restart(self, cancel: threading.Event | None = None) -> Recheck:
         """Start a fresh REPL process and replay the document into it."""
         with self._lock:
-            self._repl.server.restart()
+            self._repl.restart()
             self._replayer.restart_reason = "REPL restarted"
             return self._replayer.bring_up_to_date(len(self._document.cells), _event(cancel))
 
@@ -160,10 +191,18 @@ class Notebook:
         """
         with self._lock:
             config.resolve(progress=progress)
-            self._repl.replace(self._make_server(config))
+            namespace = self._stored.namespace_for(config)
+            # The cells must be elaborated again in it: start it now, unless there are none.
+            start = namespace is None or bool(self._document.cells)
+            self._repl.replace(self._server_maker(config), start=start)
+            self._stored.use_config(config, namespace)
+            self._document.drop_virtual()
             self.config = config
             self._replayer.restart_reason = "Switched REPL"
-            return self._replayer.bring_up_to_date(len(self._document.cells), _event(cancel))
+            replay = self._replayer.bring_up_to_date(len(self._document.cells), _event(cancel))
+            # Every cell is another Lean's answer now (those from the store too): a replay.
+            replay.kind, replay.why = "replay", self._replayer.restart_reason
+            return replay
 
     def reset(self) -> None:
         """Forget every cell and proof state, in a fresh REPL process (its memory is freed)."""
@@ -172,11 +211,12 @@ class Notebook:
             self._proofs.clear()
             self._states.clear()
             self._cache.clear()
-            self._repl.server.restart()
+            if self._repl.started is not None:
+                self._repl.started.restart()
 
     def close(self) -> None:
         """Stop the REPL process; the notebook cannot run cells afterwards."""
-        self._repl.server.close()
+        self._repl.close()
 
     def __enter__(self) -> Notebook:
         return self
@@ -243,10 +283,15 @@ class Notebook:
     ) -> CellResult | None:
         """Elaborate ``text`` on the end of the document without changing the document.
 
-        For inspection (``#check``, docstrings). None when the REPL failed on it; the document
-        is then replayed before the next cell runs.
+        For inspection (``#check``, docstrings). Cells answered from the result cache are
+        elaborated first (their env is needed). None when the REPL failed on it (the document
+        is then replayed before the next cell runs) or that elaboration did not end.
         """
         with self._lock:
+            if self._document.has_virtual(len(self._document.cells)):
+                recheck = self._replayer.bring_up_to_date(len(self._document.cells), _event(cancel))
+                if recheck.interrupted or recheck.broken:
+                    return None
             try:
                 return self._repl.command(text, self.tip_env(), timeout, cancel)
             except LeanKernelError as err:
@@ -285,6 +330,19 @@ class Notebook:
             self._proofs.forget(cell_id)
             index = self._document.target_index(cell_id, text)
             label = label or f"#{index + 1}"
+            stored = self._replayer.from_store(index, text, timeout, heartbeats)
+            if stored is not None:
+                cell = self._document.place(cell_id, text, label, line_offset, timeout, index)
+                cell.heartbeats = heartbeats
+                cell.set_stored(stored.response, stored.seconds, stored.key, stored.parent_chain)
+                return CellRun(
+                    cell,
+                    response=stored.response,
+                    cached=True,
+                    from_store=True,
+                    elapsed=stored.seconds,
+                )
+            self._repl.start()
             rechecks: list[Recheck] = []
             for _ in range(MAX_RESTARTS):
                 process = self._repl.process

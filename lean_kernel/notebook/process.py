@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lean_kernel.engine.heartbeats import HeartbeatSetting
@@ -81,30 +82,68 @@ class NotebookRepl:
     config's default, which the notebook's own default replaces).
     """
 
-    def __init__(self, server: AutoLeanServer) -> None:
-        self.server = server
+    def __init__(
+        self, make_server: Callable[[], AutoLeanServer], server: AutoLeanServer | None = None
+    ) -> None:
+        self._make_server = make_server
+        self._server = server
         self._servers = 0
         #: Lean's heartbeat limit for the cells (None: the server config's; `engine.heartbeats`)
         self.heartbeats: HeartbeatSetting | None = None
 
     @property
+    def server(self) -> AutoLeanServer:
+        """The server, started now (``make_server``) if it was not yet."""
+        if self._server is None:
+            self._server = self._make_server()
+        return self._server
+
+    def start(self) -> None:
+        """Start the server now if it was not yet (a first start is no restart: no id dies)."""
+        _ = self.server
+
+    def restart(self) -> None:
+        """A fresh REPL process: the first one if none was started, else a restart."""
+        if self._server is None:
+            self.start()
+        else:
+            self._server.restart()
+
+    @property
+    def started(self) -> AutoLeanServer | None:
+        """The server if it was started (None: nothing has needed a REPL yet)."""
+        return self._server
+
+    @property
     def process(self) -> ProcessKey:
-        """The running process (it changes when the server restarts or is replaced)."""
-        return ProcessKey(self._servers, self.server.generation)
+        """The running process (it changes when the server restarts or is replaced); before
+        the server is started, a key no cell is current in (servers count processes from 1)."""
+        server = self._server
+        return ProcessKey(self._servers, 0 if server is None else server.generation)
 
     def last_restart(self) -> Restart | None:
         """Why the running process replaced the one before it, as the server recorded it; None
         when it is the server's first process (or the record is of an earlier restart)."""
-        restart = getattr(self.server, "last_restart", None)
-        if isinstance(restart, Restart) and restart.generation == self.server.generation:
-            return restart
+        server = self._server
+        restart = getattr(server, "last_restart", None)
+        if isinstance(restart, Restart) and server is not None:
+            return restart if restart.generation == server.generation else None
         return None
 
-    def replace(self, server: AutoLeanServer) -> None:
-        """Run in ``server`` from now on (every id of the old one is dead) and close the old."""
-        old, self.server = self.server, server
+    def replace(self, make_server: Callable[[], AutoLeanServer], *, start: bool) -> None:
+        """Run in servers from ``make_server`` from now on (every id of the old one is dead),
+        starting one now if ``start`` (if that fails, nothing changes); close the old."""
+        new = make_server() if start else None
+        old, self._server = self._server, new
+        self._make_server = make_server
         self._servers += 1
-        old.close()
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        """Stop the server, if one was started (the next use starts one again)."""
+        if self._server is not None:
+            self._server.close()
 
     def command(
         self,

@@ -5,7 +5,8 @@ sees an outdated env. When the REPL process is replaced (crash, timeout, memory,
 restart) every env id dies with it, so the cells are replayed into the new process, again just by
 bringing the document up to date. A cell whose command killed the REPL stays in the document as
 *failed*: it contributes nothing, and it is not replayed (that would kill the REPL again) until
-it is run again.
+it is run again. Cells answered from the persistent result store (`stored`) have no env: they
+are elaborated for real, in order, the first time a live env below them is needed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lean_kernel.engine.heartbeats import heartbeat_stop
+from lean_kernel.engine.heartbeats import HeartbeatSetting, heartbeat_stop
 from lean_kernel.engine.outcome import failed
 from lean_kernel.engine.protocol import CommandResponse, LeanError, ProofStepResponse
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
@@ -28,6 +29,7 @@ from lean_kernel.notebook.process import (
     describe_restart,
 )
 from lean_kernel.notebook.proofstates import ProofStates
+from lean_kernel.notebook.stored import CellStore, StoredAnswer
 
 __all__ = ["MAX_RESTARTS", "Recheck", "Replayer"]
 
@@ -35,13 +37,24 @@ __all__ = ["MAX_RESTARTS", "Recheck", "Replayer"]
 #: underneath it (each start over follows a restart the server did on its own).
 MAX_RESTARTS = 5
 _SUMMARY_LABELS = 8
+# How each kind of recheck reads: (verb, one cell, several cells).
+_WORDS = {
+    "stale": ("Re-checked", "stale cell", "stale cells"),
+    "replay": ("Replayed", "cell", "cells"),
+    "cached": (
+        "Elaborated",
+        "cell answered from the result cache",
+        "cells answered from the result cache",
+    ),
+}
 
 
 @dataclass
 class Recheck:
-    """Cells brought up to date before or after a run: stale ones, or a replay after a restart."""
+    """Cells brought up to date before or after a run: stale ones, a replay after a restart, or
+    cells answered from the result cache that a live env is needed below (``cached``)."""
 
-    kind: Literal["stale", "replay"]
+    kind: Literal["stale", "replay", "cached"]
     why: str
     cells: list[Cell] = field(default_factory=list)
     elapsed: float = 0.0
@@ -57,9 +70,8 @@ class Recheck:
     def summary(self) -> str:
         """One line: what was re-checked or replayed, how long it took, and what went wrong."""
         count = len(self.cells)
-        what = "Re-checked" if self.kind == "stale" else "Replayed"
-        noun = "stale cell" if self.kind == "stale" else "cell"
-        head = f"{what} {count} {noun}{'s' if count != 1 else ''}"
+        what, one, several = _WORDS[self.kind]
+        head = f"{what} {count} {one if count == 1 else several}"
         if count:
             head += f" {_labels(self.cells)}"
         head += f" in {_seconds(self.elapsed)}"
@@ -91,7 +103,9 @@ class Recheck:
 
 
 class Replayer:
-    """Elaborates the document's cells in the REPL, from the result cache when it can.
+    """Elaborates the document's cells in the REPL, from the result cache when it can; keeps
+    Lean's answers in the persistent store (``stored``) and says when a cell may be served
+    from it (`from_store`).
 
     ``timeout`` is the default limit per cell (None: no limit); ``restart_reason`` says why the
     REPL was last replaced, for the next replay's summary. The caller serialises calls.
@@ -107,12 +121,14 @@ class Replayer:
         cache: ResultCache,
         states: ProofStates,
         timeout: float | None,
+        stored: CellStore,
     ) -> None:
         self.document = document
         self.repl = repl
         self.cache = cache
         self.states = states
         self.timeout = timeout
+        self.stored = stored
 
     @property
     def restart_reason(self) -> str:
@@ -135,14 +151,20 @@ class Replayer:
     def elaborate(self, cell: Cell, parent: int | None, cancel: threading.Event) -> bool:
         """Elaborate the cell on ``parent`` (or take the cached result); returns whether cached.
 
-        Raises what the server raises, and `StaleStateError` when the server restarted on its
-        own before sending (its health check); the cell is only changed on success.
+        A result Lean gave is also kept in the persistent store (`stored`), under the cell's
+        chain key. Raises what the server raises, and `StaleStateError` when the server
+        restarted on its own before sending (its health check); the cell is only changed on
+        success.
         """
+        self.repl.start()  # before reading the process: a first start replaces nothing
         process = self.repl.process
+        timeout = cell.timeout if cell.timeout is not None else self.timeout
+        parent_chain = self.document.parent_chain(self.document.cells.index(cell))
+        setting = cell.heartbeats if cell.heartbeats is not None else self.repl.heartbeats
+        chain = self.stored.key(parent_chain, cell.text, setting, timeout)
         hit = self.cache.get(process, parent, cell.text)
         cached = hit is not None
         if hit is None:
-            timeout = cell.timeout if cell.timeout is not None else self.timeout
             started = time.monotonic()
             result = self.repl.command(cell.text, parent, timeout, cancel, cell.heartbeats)
             hit = CachedResult(result, time.monotonic() - started)
@@ -151,12 +173,40 @@ class Replayer:
                 raise StaleStateError("the REPL process was replaced before the command ran")
             if heartbeat_stop(result) is None:  # a limit can change: run it again then
                 self.cache.put(process, parent, cell.text, hit)
+            self.stored.remember(chain, result, hit.elapsed)
         cell.set_result(hit.result, parent, hit.elapsed, process)
+        cell.chain, cell.parent_chain = chain, parent_chain
         sorries = hit.result.sorries if isinstance(hit.result, CommandResponse) else []
         cell.sorry_handles = self.states.for_cell(
             cell.id, cell.text, len(sorries), cell.sorry_handles
         )
         return cached
+
+    def from_store(
+        self,
+        index: int,
+        text: str,
+        timeout: float | None,
+        heartbeats: HeartbeatSetting | None,
+    ) -> StoredAnswer | None:
+        """The stored answer to serve a cell at ``index`` with ``text`` from, sending nothing
+        to Lean; None when it must run (or is answered by the in-memory cache).
+
+        Only when every cell above is current, virtual or failed (else they must be brought up
+        to date, and the cell runs after them), and the same text on the same live env was not
+        run in this process (the in-memory cache answers that and keeps the env live). An answer
+        Lean took longer than ``timeout`` to give is not served: the cell would time out now.
+        ``timeout`` and ``heartbeats`` are the cell's own (None: the notebook's).
+        """
+        document, process = self.document, self.repl.process
+        if not self.stored.enabled or not document.settled_above(index, process):
+            return None
+        live = self.repl.started is not None and not document.has_virtual(index)
+        if live and self.cache.get(process, document.parent_env(index), text) is not None:
+            return None
+        timeout = timeout if timeout is not None else self.timeout
+        setting = heartbeats if heartbeats is not None else self.repl.heartbeats
+        return self.stored.answer(document.parent_chain(index), text, setting, timeout)
 
     def bring_up_to_date(self, upto: int, cancel: threading.Event) -> Recheck:
         """Bring the cells above ``upto`` up to date, in order; report what that took.
@@ -171,11 +221,22 @@ class Replayer:
         recheck = Recheck("replay" if dead else "stale", self.restart_reason if dead else "")
         started = time.monotonic()
         had_errors: dict[int, bool] = {}
+        virtual = {id(c) for c in document.cells[:upto] if c.from_store}
         index = self._walk(recheck, start, upto, cancel, had_errors)
         recheck.elapsed = time.monotonic() - started
         document.mark_current(index, self.repl.process)
         if recheck.interrupted or recheck.broken:
-            recheck.left = document.statuses(self.repl.process)[:upto].count("stale")
+            statuses = document.statuses(self.repl.process)[:upto]
+            recheck.left = sum(
+                status == "stale" or cell.from_store
+                for status, cell in zip(statuses, document.cells, strict=False)
+            )
+        if (
+            recheck.kind == "stale"
+            and recheck.cells
+            and all(id(c) in virtual for c in recheck.cells)
+        ):
+            recheck.kind = "cached"  # only cells the result cache had answered
         _compare_errors(recheck, had_errors)
         return recheck
 

@@ -1,7 +1,8 @@
 """The rows of ``%cells``: the document as the kernel sees it, then the proof cells.
 
 The kernel is not told when a cell is deleted or moved on screen, so this table is how a user
-sees what the document really holds and which cells are stale.
+sees what the document really holds and which cells are stale (and which were answered from the
+result cache: they have no env until one is needed below them).
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ def _cell_row(position: int, cell: Cell, status: CellStatus) -> dict[str, object
     text: str = status
     if status == "failed":
         text = f"error: {cell.failure}"
-    elif status == "error" and outcome_of(status, cell.result) == "stopped":
-        text = "stopped: Lean's heartbeat limit"
+    elif status == "error" and outcome_of(status, cell.result) == "out of heartbeats":
+        text = "out of heartbeats: Lean's limit"
     elif status == "ok" and isinstance(cell.result, CommandResponse):
         if uses_sorry(cell.result):
             text = "warning: sorry"
         elif cell.result.get_warnings():
             text = "warning"
+    if cell.from_store and status != "stale":
+        text += " (from the result cache)"
     return {
         "#": position,
         "cell": cell.label,
