@@ -14,7 +14,8 @@ answer; lines of a query are joined without newlines; the last query may end at 
 
 Usage: python fake_repl.py [--import-cost SECONDS] [--char-cost SECONDS]
                            [--heartbeat-rate PER_SECOND] [--flavor fork|upstream] [--log FILE]
-                           [--crash-after N] [--memory-baseline MB]
+                           [--crash-after N] [--memory-baseline MB] [--lean-version VERSION]
+                           [--report-import-errors]
 Flags in the environment variable FAKE_REPL_ARGS (shell syntax) are appended to the argv.
   --import-cost   sleep per command with `import` lines (or unpickled env with imports)
   --char-cost     sleep per character elaborated; in the fork flavour, with
@@ -43,7 +44,26 @@ Flags in the environment variable FAKE_REPL_ARGS (shell syntax) are appended to 
   --crash-after   crash on receiving the Nth query
   --memory-baseline  allocate and hold MB of resident memory at start
   --lean-version  the Lean release it plays (e.g. 4.19.0): `#eval Lean.versionString` answers
-                  it as Lean does ("4.19.0", quoted); without it that name does not evaluate
+                  it as Lean does ("4.19.0", quoted); without it that name does not evaluate.
+                  It also picks the axioms `native_decide` leaves (see NATIVE_AXIOM_ERAS);
+                  without it the fake plays the 4.32/4.33 era.
+  --report-import-errors  report an import Lean cannot find, as a REPL with the fix
+                  (leanprover-community/repl PRs #73 and #141, unmerged) does: one error
+                  `unknown module prefix 'X' ...` at line 1, column 0, endPos null. Without it,
+                  like the real REPL (fork up to v1.3.18, upstream), the message is dropped and
+                  the answer is a bare {"env": N}. Either way the env is Lean's fallback after
+                  a failed header: EMPTY, not even Init (`#check Nat` says Nat is unknown).
+
+`#print axioms NAME` answers like Lean (src/Lean/Elab/Print.lean, `printAxiomsOf`): one info
+message on the `#print` token, `'Full.Name' depends on axioms: [a, b]` (sorted by `Name.lt`)
+or `'Full.Name' does not depend on any axioms`. A declaration's axioms are collected through
+the constants it mentions (transitively, like `Lean.collectAxioms`) plus its own: `sorryAx`
+for any sorry (an error's synthetic sorry too: Lean adds such a declaration, with sorryAx),
+the axiom itself for `axiom`, the native-evaluation axioms of `native_decide`, and the
+standard axioms a few tactics' proof terms plausibly use (TACTIC_AXIOMS). A value that is
+just a constant (`example : STATEMENT := @foo`, how a statement is checked) must have the
+expected type up to definitional equality, as far as `defeq_form` models it (`n + 0 = n` is
+`n = n`, `2 ^ 10` is `1024`; `0 + n` is not `n`), else Lean's `type mismatch`.
 
 Fault directives, as lines of a `cmd` or `tactic` text:
   #fake_crash [CODE]       print a panic line on stderr and exit with CODE (default 1), no answer
@@ -70,7 +90,7 @@ from json.encoder import encode_basestring as encode_string
 USAGE = (
     "usage: fake_repl.py [--import-cost SECONDS] [--char-cost SECONDS] "
     "[--heartbeat-rate PER_SECOND] [--flavor fork|upstream] [--log FILE] [--crash-after N] "
-    "[--memory-baseline MB] [--lean-version VERSION]"
+    "[--memory-baseline MB] [--lean-version VERSION] [--report-import-errors]"
 )
 
 #: The release `--lean-version` plays ("" when not given).
@@ -93,6 +113,7 @@ class Options:
         self.crash_after = 0
         self.memory_baseline = 0.0
         self.lean_version = ""
+        self.report_import_errors = False
 
 
 _FLAGS = {
@@ -105,6 +126,8 @@ _FLAGS = {
     "--memory-baseline": ("memory_baseline", float),
     "--lean-version": ("lean_version", str),
 }
+#: Flags without a value: they set an attribute to True.
+_SWITCHES = {"--report-import-errors": "report_import_errors"}
 
 
 def _usage_error(message: str) -> None:
@@ -122,6 +145,9 @@ def parse_options(argv: list[str]) -> Options:
         if arg in ("-h", "--help"):
             print(USAGE)
             sys.exit(0)
+        if arg in _SWITCHES:
+            setattr(opts, _SWITCHES[arg], True)
+            continue
         name, eq, value = arg.partition("=")
         if name not in _FLAGS:
             _usage_error(f"unknown argument {arg!r}")
@@ -613,9 +639,12 @@ class Env:
     Declarations live in a `base` dict shared by all descendants and never changed in place,
     plus a small `overlay` copied on write and merged into a new base every MERGE_AT
     declarations: memory stays near-linear in N and lookups stay O(1).
+
+    `bare` marks Lean's fallback after an import it could not find: an empty environment
+    without even Init, where the built-in names (Nat, True, rfl, ...) are unknown.
     """
 
-    __slots__ = ("base", "overlay", "imports", "scopes", "shared")
+    __slots__ = ("base", "overlay", "imports", "scopes", "shared", "bare")
     MERGE_AT = 64
 
     def __init__(
@@ -624,15 +653,17 @@ class Env:
         overlay: dict | None = None,
         imports: tuple = (),
         scopes: list | None = None,
+        bare: bool = False,
     ) -> None:
         self.base = {} if base is None else base
         self.overlay = {} if overlay is None else overlay
         self.imports = tuple(imports)
         self.scopes = scopes or [_scope("root", "", "")]
         self.shared = False
+        self.bare = bare
 
     def derive(self) -> Env:
-        env = Env(self.base, self.overlay, self.imports, [dict(s) for s in self.scopes])
+        env = Env(self.base, self.overlay, self.imports, [dict(s) for s in self.scopes], self.bare)
         env.shared = True
         return env
 
@@ -686,14 +717,16 @@ class Env:
             decl = get(full)
             if decl is not None:
                 return full, decl
-            if full in BUILTINS:
+            if full in BUILTINS and not self.bare:
                 return full, BUILTINS[full]
-        if name in BUILTINS:
+        if name in BUILTINS and not self.bare:
             return name, BUILTINS[name]
         return None
 
     def is_namespace(self, name: str) -> bool:
         prefix = name + "."
+        if self.bare:
+            return any(d.startswith(prefix) for d in self.names())
         return (
             any(d.startswith(prefix) for d in self.names())
             or name in KNOWN_NAMESPACES
@@ -703,11 +736,20 @@ class Env:
 
     def to_json(self) -> dict:
         decls = {**self.base, **self.overlay}
-        return {"decls": decls, "imports": list(self.imports), "scopes": self.scopes}
+        data = {"decls": decls, "imports": list(self.imports), "scopes": self.scopes}
+        if self.bare:
+            data["bare"] = True
+        return data
 
     @staticmethod
     def from_json(data: dict) -> Env:
-        return Env(dict(data["decls"]), None, tuple(data["imports"]), data["scopes"])
+        return Env(
+            dict(data["decls"]),
+            None,
+            tuple(data["imports"]),
+            data["scopes"],
+            bool(data.get("bare")),
+        )
 
 
 def _scope(kind: str, name: str, ns: str, parent: dict | None = None) -> dict:
@@ -898,6 +940,119 @@ def option_kind(name: str) -> str | None:
     if kind is None and (name.startswith("linter.") or name.startswith("trace.")):
         kind = _BOOL_OPTION
     return kind
+
+
+# ---------------------------------------------------------------------------------------------
+# Axioms: what `#print axioms` reports
+# ---------------------------------------------------------------------------------------------
+
+STANDARD_AXIOMS = ("propext", "Classical.choice", "Quot.sound")
+_PROPEXT = ("propext",)
+
+#: Axioms of Lean core constants, as `#print axioms` lists them; any other `Classical.*` name
+#: counts as the standard three (they are proved through `Classical.choice`), other built-in
+#: names as none.
+BUILTIN_AXIOMS: dict[str, tuple[str, ...]] = {
+    "propext": ("propext",),
+    "Quot.sound": ("Quot.sound",),
+    "funext": ("Quot.sound",),
+    "Classical.choice": ("Classical.choice",),
+    "Classical.choose": ("Classical.choice",),
+    "Classical.propDecidable": ("Classical.choice",),
+    "Classical.em": STANDARD_AXIOMS,
+    "Classical.byContradiction": STANDARD_AXIOMS,
+    "Classical.byCases": STANDARD_AXIOMS,
+    "Classical.not_not": STANDARD_AXIOMS,
+    "sorryAx": ("sorryAx",),
+    "Lean.ofReduceBool": ("Lean.ofReduceBool",),
+    "Lean.trustCompiler": ("Lean.trustCompiler",),
+}
+
+#: Axioms a tactic's proof term uses. In real Lean that depends on the goal and the lemmas the
+#: tactic finds; this is the fake's simple, plausible model: rewriting and arithmetic deciders
+#: use `propext`, classical reasoning the standard three; the others (rfl, exact, intro,
+#: apply, decide, trivial, rw, cases, induction, ...) none.
+TACTIC_AXIOMS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        words(
+            """simp simp_all simpa simp_arith simp? simp_all? omega norm_num norm_num1 linarith
+            nlinarith linarith! nlinarith! positivity field_simp simp_rw push_cast norm_cast
+            exact_mod_cast ring ring_nf"""
+        ),
+        _PROPEXT,
+    ),
+    **dict.fromkeys(
+        words(
+            """by_contra by_contra! by_cases push_neg contrapose contrapose! tauto aesop grind
+            classical bv_decide"""
+        ),
+        STANDARD_AXIOMS,
+    ),
+}
+
+#: Tactics that evaluate natively, by the name Lean puts in their axioms (`decide +native` is
+#: recognised separately).
+NATIVE_TACTICS = words("native_decide bv_decide")
+
+#: What `native_decide` leaves, by Lean release (from Lean's sources and changelog):
+#: before 4.3.0 `Lean.ofReduceBool` alone; from 4.3.0 (PR #2654, Oct 2023) also
+#: `Lean.trustCompiler`, which the body of `Lean.reduceBool` mentions (Lean's test
+#: tests/lean/run/collectAxioms.lean: `[Lean.ofReduceBool, Lean.trustCompiler]`); from 4.29.0
+#: (PR #12217, RFC #12216: `Lean.Meta.nativeEqTrue` in src/Lean/Meta/Native.lean) neither, but
+#: one fresh axiom per native computation, `<decl>._native.<tactic>.ax_<i>` (seen in the wild:
+#: `foo._native.native_decide.ax_1_1`; the fake numbers further ones `ax_1_2`, ...).
+NATIVE_AXIOM_ERAS = (
+    ((4, 3), ("Lean.ofReduceBool",)),
+    ((4, 29), ("Lean.ofReduceBool", "Lean.trustCompiler")),
+)
+
+
+def name_order(name: str) -> tuple[int, list[str]]:
+    """Sort key of Lean's `Name.lt` (`Name.cmp` compares prefixes first): a name with fewer
+    components comes first, names of one length compare component by component. So
+    `[propext, sorryAx, Classical.choice, Quot.sound, foo._native.native_decide.ax_1_1]`.
+
+    `#print axioms` sorts by it since Lean's fix of issue #4415 (mid 2024, Lean ~4.10); before,
+    it printed the collection order. The fake plays the 4.3x era and always sorts.
+    """
+    parts = name.split(".")
+    return len(parts), parts
+
+
+def native_axioms(decl_name: str, tactics: list[str]) -> list[str]:
+    """The axioms the native evaluations `tactics` (in order) of `decl_name` leave."""
+    if not tactics:
+        return []
+    version = tuple(int(n) for n in re.findall(r"\d+", LEAN_VERSION)[:2]) if LEAN_VERSION else ()
+    for before, axioms in NATIVE_AXIOM_ERAS:
+        if version and version < before:
+            return list(axioms)
+    seen: dict[str, int] = {}
+    names = []
+    for tactic in tactics:
+        seen[tactic] = seen.get(tactic, 0) + 1
+        names.append(f"{decl_name}._native.{tactic}.ax_1_{seen[tactic]}")
+    return names
+
+
+def builtin_axioms(full: str) -> list[str]:
+    """Axioms of a Lean core constant."""
+    axioms = BUILTIN_AXIOMS.get(full)
+    if axioms is None and full.startswith("Classical."):
+        axioms = STANDARD_AXIOMS
+    return sorted(axioms or (), key=name_order)
+
+
+#: Names `#print axioms` knows without a declaration in the env (core, and with Mathlib).
+_CORE_CONSTANTS = frozenset(BUILTIN_AXIOMS) | BUILTIN_IDENTS
+_MATHLIB_CONSTANTS = _CORE_CONSTANTS | MATHLIB_IDENTS
+
+
+def decl_axioms(decl: dict) -> list[str]:
+    """Axioms of a declaration of the env (an env pickled before they were kept: its sorry)."""
+    if "axioms" in decl:
+        return decl["axioms"]
+    return ["sorryAx"] if decl.get("sorry") else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1360,6 +1515,116 @@ def evaluate_prop(text: str, env: Env) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def closed_type(decl: dict) -> str:
+    """A declaration's type closed over its binders, as `#check @NAME` shows it."""
+    ty = decl.get("type") or "?"
+    groups = []
+    for names, bty, bracket, *_ in decl.get("binders", ()):
+        close = {"(": ")", "{": "}", "[": "]", "⦃": "⦄", "{{": "}}"}[bracket]
+        inner = bty if names == ["inst✝"] else f"{' '.join(names)} : {bty}"
+        groups.append(f"{bracket}{inner}{close}")
+    return f"∀ {' '.join(groups)}, {ty}" if groups else ty
+
+
+def split_foralls(text: str) -> tuple[list[tuple[str, str]], str]:
+    """`∀ (a b : T) {c : U}, body` -> ([(a, T), (b, T), (c, U)], body); nested ∀s too."""
+    binders: list[tuple[str, str]] = []
+    toks = toks_of(text)
+    while toks and toks[0].text == "∀":
+        comma = _find_depth0(toks, 1, {","})
+        if comma < 0:
+            break
+        part = toks[1:comma]
+        if part and part[0].text in ("(", "{", "[", "⦃"):
+            groups, _ = parse_binders(part, 0, len(part))
+            for b in groups:
+                binders.extend((n, pp_toks(b.type_toks)) for n in b.names)
+        else:
+            colon = _find_depth0(part, 0, {":"})
+            ty = pp_toks(part[colon + 1 :]) if colon >= 0 else "?"
+            binders.extend((t.text, ty) for t in part[: max(colon, 0)] if t.kind == "id")
+        text = text[toks[comma].end :].strip()
+        toks = toks_of(text)
+    return binders, text
+
+
+_TIGHTER_THAN_ADD = words("* / % ^ . ∣")
+
+
+def _reduce_tokens(toks: list[Tok]) -> list[Tok]:
+    """One pass of the reductions `defeq_form` models: `(atom)` -> `atom`, `e + 0` and
+    `e - 0` -> `e` (`Nat.add`/`Nat.sub` unfold on a literal 0)."""
+    out: list[Tok] = []
+    k = 0
+    while k < len(toks):
+        t = toks[k]
+        if t.text == "(" and k + 2 < len(toks) and toks[k + 2].text == ")":
+            out.append(toks[k + 1])
+            k += 3
+            continue
+        nxt = toks[k + 2] if k + 2 < len(toks) else None
+        if (
+            t.text in ("+", "-")
+            and k + 1 < len(toks)
+            and toks[k + 1].text == "0"
+            and out
+            and (out[-1].kind in ("id", "num") or out[-1].text in _CLOSERS)
+            and (
+                nxt is None
+                or (
+                    nxt.text not in _TIGHTER_THAN_ADD
+                    and nxt.kind not in ("id", "num")
+                    and nxt.text not in _OPENERS
+                )
+            )
+        ):
+            k += 2
+            continue
+        out.append(t)
+        k += 1
+    return out
+
+
+def defeq_form(text: str, env: Env) -> str:
+    """`text` normalised up to what Lean's `isDefEq` sees through and the fake can model:
+    binder names and grouping, spacing, parentheses around atoms, `e + 0` / `e - 0`, closed
+    arithmetic (Nat literals reduce). Two types with the same form are definitionally equal;
+    other definitional equalities (unfolding user definitions, ...) are not modelled."""
+    binders, body = split_foralls(pp(text))
+    renamed = []
+    for i, (name, ty) in enumerate(binders):
+        fresh = f"x✝{i}"
+        renamed.append(ty)
+        body = substitute(body, name, fresh)
+        binders[i + 1 :] = [(n, substitute(t, name, fresh)) for n, t in binders[i + 1 :]]
+    toks = toks_of(body)
+    while True:
+        reduced = _reduce_tokens(toks)
+        if len(reduced) == len(toks):
+            break
+        toks = reduced
+    body = pp_toks(toks)
+    sides = split_top(body, "=")
+    if sides is not None:
+        values = [_closed_value(side, env) for side in sides]
+        body = " = ".join(
+            v if v is not None else side for v, side in zip(values, sides, strict=True)
+        )
+    return "".join(f"∀ ({ty}), " for ty in renamed) + body
+
+
+def _closed_value(text: str, env: Env) -> str | None:
+    """The value of a closed numeral expression (`2 ^ 10` -> `1024`); None for anything else."""
+    toks = toks_of(text)
+    if not toks or any(t.kind == "id" for t in toks):
+        return None
+    try:
+        value = Evaluator(env, nat=True).run(parse_expr(toks), {})
+    except (Unsupported, EvalFailure, RecursionError):
+        return None
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Elaboration of one request
 # ---------------------------------------------------------------------------------------------
@@ -1458,6 +1723,7 @@ def _split_depth0(toks: list[Tok], sep: str) -> list[list[Tok]]:
 _CLOSING_TACTICS = words(
     """rfl decide native_decide norm_num norm_num1 simp simp_all simp_arith simpa omega linarith
     nlinarith positivity trivial aesop tauto ring ring1 polyrith bound gcongr grind cutsat lia
+    bv_decide decreasing_tactic decreasing_trivial
     nofun nomatch contradiction infer_instance exact_mod_cast assumption_mod_cast solve_by_elim
     abel group noncomm_ring interval_cases fin_cases eq_refl ac_rfl apply_assumption simp?
     simp_all? aesop? decide! calc match congr exact? norm_num? field_simp? linarith! nlinarith!
@@ -1471,7 +1737,7 @@ _NOOP_TACTICS = words(
     """skip unfold dsimp simp_rw push_neg push_cast norm_cast ring_nf field_simp clear subst
     subst_vars rename_i rename generalize conv nth_rewrite nth_rw guard_hyp guard_target
     trace_state unfold_let delta whnf contrapose contrapose! zify qify lift ext funext symm
-    rcongr change? simp_intro clear_except beta_reduce suffices"""
+    rcongr change? simp_intro clear_except beta_reduce suffices simp_wf"""
 )
 
 
@@ -1492,6 +1758,10 @@ class Elab:
         self.explicit_sorry = False
         self.synthetic_sorry = False
         self.extra_opts: dict = {}
+        #: axioms of the tactics that ran (TACTIC_AXIOMS), for the declaration being elaborated
+        self.tactic_axioms: set[str] = set()
+        #: native evaluations that ran: the tactic name Lean puts in their axioms, the goal
+        self.native_calls: list[tuple[str, str]] = []
 
     # -- messages --------------------------------------------------------------------------
 
@@ -1527,11 +1797,16 @@ class Elab:
         root = name.split(".", 1)[0]
         if name in locals_ or root in locals_ or name in KEYWORDS or name == self.self_ref:
             return True
+        env = self.env
+        if env.bare:
+            # Lean's empty fallback env: only what this env declared exists.
+            return env.resolve(name) is not None or env.resolve(root) is not None
         if "." in name or name.startswith("_") or name.startswith("«"):
             return True
-        env = self.env
         if env.resolve(name) is not None or name in BUILTIN_IDENTS:
             return True
+        if any(f"{o}.{name}" in BUILTIN_AXIOMS for o in env.scope["opens"]):
+            return True  # `open Classical` then `em`
         if env.mathlib and name in MATHLIB_IDENTS:
             return True
         return env.is_namespace(name) and not (len(env.imports) > 0 and name[:1].islower())
@@ -1546,6 +1821,17 @@ class Elab:
                 self.error(f"Unknown identifier `{t.text}`", t.start, t.end)
                 ok = False
         return ok
+
+    def check_bare_numerals(self, toks: list[Tok]) -> bool:
+        """In Lean's empty fallback env a numeral has no `OfNat`: an error, never a value.
+        (The fake's stand-in text: Lean's exact words there are not verified.)"""
+        if not self.env.bare:
+            return True
+        for t in toks:
+            if t.kind == "num":
+                self.error("Unknown constant `OfNat`", t.start, t.end)
+                return False
+        return True
 
     def first_unknown(self, toks: list[Tok], locals_: set[str] | tuple) -> Tok | None:
         if any(t.text in _BINDING_TOKENS for t in toks):
@@ -1626,6 +1912,22 @@ class Elab:
         return record.after
 
     def run_leaf(self, tac: Tac, goals: list[Goal]) -> list[Goal]:
+        after = self.leaf(tac, goals)
+        self.note_axioms(tac, goals[0].target if goals else "?")
+        return after
+
+    def note_axioms(self, tac: Tac, target: str) -> None:
+        """Remember the axioms the proof term of a tactic that succeeded uses."""
+        head = tac.head
+        self.tactic_axioms.update(TACTIC_AXIOMS.get(head, ()))
+        toks = tac.toks
+        if head in NATIVE_TACTICS or (
+            head == "decide"
+            and any(t.text == "native" and toks[k].text == "+" for k, t in enumerate(toks[1:]))
+        ):
+            self.native_calls.append((head, target))
+
+    def leaf(self, tac: Tac, goals: list[Goal]) -> list[Goal]:
         toks = tac.toks
         head = toks[0].text
         if head in ("sorry", "admit"):
@@ -2788,6 +3090,30 @@ def parse_decl(toks: list[Tok], k: int) -> DeclSyntax:
     return d
 
 
+_TERMINATION = words("termination_by termination_by? decreasing_by")
+
+
+def split_termination(toks: list[Tok]) -> tuple[list[Tok], tuple[Tok, list[Tok]] | None]:
+    """A definition's value without its `termination_by` / `decreasing_by` clauses, and the
+    `decreasing_by` keyword with its tactics (None without one)."""
+    k = _find_depth0(toks, 0, _TERMINATION)
+    if k < 0:
+        return toks, None
+    d = _find_depth0(toks, k, {"decreasing_by"})
+    return toks[:k], ((toks[d], toks[d + 1 :]) if d >= 0 else None)
+
+
+def _native_axiom_decl(name: str, goal: str) -> dict:
+    """The axiom Lean 4.29+ adds for a native evaluation of `goal` (`nativeEqTrue`)."""
+    return {
+        "kind": "axiom",
+        "type": f"decide ({goal}) = true",
+        "binders": [],
+        "doc": None,
+        "axioms": [name],
+    }
+
+
 def _option_in(chunk: list[Tok], k: int) -> bool:
     """Whether the command at `k` is `set_option NAME VALUE in ...` (its costs are the inner
     command's, spent under the option)."""
@@ -2802,6 +3128,13 @@ def _import_error_text(module: str) -> str:
     )
 
 
+#: Words that name no constant with axioms: keywords and tactic names (their axioms come from
+#: TACTIC_AXIOMS when they run); `funext` and the like stay, being constants too.
+_NOT_CONSTANTS = (
+    KEYWORDS | _CLOSING_TACTICS | _NOOP_TACTICS | frozenset(_TACTICS) | frozenset(_COMBINATORS)
+) - frozenset(BUILTIN_AXIOMS)
+
+
 class CommandElab(Elab):
     """Elaborates a command text: a sequence of Lean commands."""
 
@@ -2811,6 +3144,8 @@ class CommandElab(Elab):
     costs: dict[int, float] | None = None
     #: the cost of the top-level command being elaborated, until it is spent
     pending: float | None = None
+    #: report a missing import (a REPL with PRs #73/#141) instead of dropping it silently
+    report_import_errors = False
 
     def run(self, allow_imports: bool) -> None:
         toks = self.src.toks
@@ -2832,14 +3167,28 @@ class CommandElab(Elab):
             self.command(chunk)
 
     def do_import(self, chunk: list[Tok]) -> None:
+        """One `import` line of the header. Lean imports the whole header at once: a module it
+        cannot find fails all of it (`processHeader` falls back to an empty env, no Init)."""
+        env = self.env
+        if env.bare:
+            return  # an earlier line already failed the header
         modules = [t.text for t in chunk[1:] if t.kind == "id"]
-        imports = list(self.env.imports)
-        for m in modules:
-            if m.split(".")[0] not in KNOWN_MODULE_ROOTS:
-                self.error(_import_error_text(m), 0, chunk[-1].end)
-            elif m not in imports:
-                imports.append(m)
-        self.env.imports = tuple(imports)
+        missing = [m for m in modules if m.split(".")[0] not in KNOWN_MODULE_ROOTS]
+        if missing:
+            env.imports = ()
+            env.bare = True
+            if self.report_import_errors:
+                # As PR #73's transcript shows it: at 1:0, without an end position.
+                self.messages.append(
+                    {
+                        "severity": "error",
+                        "pos": {"line": 1, "column": 0},
+                        "endPos": None,
+                        "data": _import_error_text(missing[0]),
+                    }
+                )
+            return
+        env.imports = env.imports + tuple(m for m in modules if m not in env.imports)
 
     def command(self, chunk: list[Tok]) -> None:
         k = 0
@@ -3044,7 +3393,7 @@ class CommandElab(Elab):
         if not args:
             self.error("unexpected end of input", head.end, head.end)
             return
-        if not self.check_term(args, ()):
+        if not self.check_term(args, ()) or not self.check_bare_numerals(args):
             return
         toks = args
         io_print = toks[0].text in ("IO.println", "IO.print", "println")
@@ -3087,7 +3436,7 @@ class CommandElab(Elab):
             if found is not None:
                 self.info(self.signature(*found), head.start, head.end)
                 return
-        if not self.check_term(args, ()):
+        if not self.check_term(args, ()) or not self.check_bare_numerals(args):
             return
         try:
             e = parse_expr(args)
@@ -3109,15 +3458,7 @@ class CommandElab(Elab):
 
     def print_command(self, head: Tok, args: list[Tok]) -> None:
         if args and args[0].text == "axioms" and len(args) > 1:
-            found = self.env.resolve(args[1].text)
-            if found is None:
-                self.error(f"Unknown constant `{args[1].text}`", args[1].start, args[1].end)
-                return
-            full, decl = found
-            if decl.get("sorry"):
-                self.info(f"'{full}' depends on axioms: [sorryAx]", head.start, head.end)
-            else:
-                self.info(f"'{full}' does not depend on any axioms", head.start, head.end)
+            self.print_axioms(head, args[1])
             return
         if len(args) != 1 or args[0].kind != "id":
             if args and args[0].kind == "str":
@@ -3137,6 +3478,22 @@ class CommandElab(Elab):
         else:
             printed = self.print_decl(full, decl)
         self.info(printed, head.start, head.end)
+
+    def print_axioms(self, head: Tok, name: Tok) -> None:
+        """`#print axioms NAME` as Lean's `printAxiomsOf` (src/Lean/Elab/Print.lean) words it:
+        one info on the `#print` token, the axioms sorted by `Name.lt`."""
+        found = self.constant_axioms(name.text)
+        if found is None:
+            # Lean 4.2x-4.3x `throwUnknownConstant...`: "Unknown constant `{.ofConstName c}`",
+            # on the identifier (older Lean: "unknown constant 'c'").
+            self.error(f"Unknown constant `{name.text}`", name.start, name.end)
+            return
+        full, axioms = found
+        if axioms:
+            listed = ", ".join(axioms)
+            self.info(f"'{full}' depends on axioms: [{listed}]", head.start, head.end)
+        else:
+            self.info(f"'{full}' does not depend on any axioms", head.start, head.end)
 
     def print_decl(self, full: str, decl: dict) -> str:
         kind = decl["kind"]
@@ -3183,13 +3540,18 @@ class CommandElab(Elab):
         hyps = tuple((n, ty) for names, ty, br in binders for n in names)
         locals_ = {h[0] for h in hyps}
         target = self.pp(d.type_toks) if d.type_toks is not None else None
-        body = d.body
+        body, decreasing = split_termination(d.body)
+        if d.eqns:
+            d.eqns[-1], decreasing = split_termination(d.eqns[-1])
         value_text = None
         self.explicit_sorry = False
         self.synthetic_sorry = False
+        self.tactic_axioms = set()
+        self.native_calls = []
         self.self_ref = name_tok.text if name_tok is not None else None
         decl: dict = {"kind": kind, "binders": binders, "doc": d.doc}
         if kind in ("structure", "class", "inductive"):
+            decl["axioms"] = self.declaration_axioms(d, kind, full, locals_)
             self.inductive(d, full, decl, target)
             return
         self_recursive = (
@@ -3219,6 +3581,8 @@ class CommandElab(Elab):
                     for t in eqn[arrow + 1 :]:
                         if t.text == "sorry":
                             self.record_sorry(Goal(target or "?", hyps), t.start, t.end)
+        elif d.assign is None and not d.where and kind in ("axiom", "opaque"):
+            pass  # an axiom has no value; an opaque may omit it (Lean uses `default`)
         elif d.assign is None and not d.where:
             end = d.toks[-1].end
             self.error("unexpected end of input; expected ':=', 'where' or '|'", end, end)
@@ -3235,18 +3599,114 @@ class CommandElab(Elab):
                 except Unsupported:
                     target = None
             self.body(d, body, Goal(target or "?", hyps), locals_)
+        if decreasing is not None:
+            self.decreasing_by(d, body, decreasing, hyps)
+        if d.where:
+            self.field_sorries(d, hyps)
         decl["type"] = target
         decl["value"] = value_text
         decl["sorry"] = self.explicit_sorry or self.synthetic_sorry
+        decl["axioms"] = self.declaration_axioms(d, kind, full, locals_)
         if self.explicit_sorry:
             where = name_tok or d.kw
             self.message("warning", "declaration uses `sorry`", where.start, where.end)
-        if full is not None and (kind != "instance" or name_tok is not None):
+        # An anonymous instance gets Lean's generated name (`instInhabitedFoo`).
+        if full is not None and (name_tok is not None or env.get(full) is None):
             env.add(full, decl)
+            natives = native_axioms(full, [tactic for tactic, _ in self.native_calls])
+            # One per call since 4.29; before, shared library axioms (not declared here).
+            for axiom, (_, goal) in zip(natives, self.native_calls, strict=False):
+                if axiom.startswith(full + "._native."):
+                    env.add(axiom, _native_axiom_decl(axiom, goal))
         if self.want_declarations:
             self.declarations.append(self.declaration_info(d, kind, full))
 
     want_declarations = False
+
+    # -- axioms, termination proofs, instance fields ---------------------------------------
+
+    def declaration_axioms(
+        self, d: DeclSyntax, kind: str, full: str | None, locals_: set[str]
+    ) -> list[str]:
+        """What `#print axioms` lists for the declaration just elaborated: its sorry, the
+        axioms of the tactics that ran, of the constants it mentions (transitively: theirs
+        were collected when they were declared), native evaluations, itself if an axiom."""
+        found = set(self.tactic_axioms)
+        if self.explicit_sorry or self.synthetic_sorry:
+            found.add("sorryAx")
+        if kind == "axiom" and full is not None:
+            found.add(full)
+        start = next(k for k, t in enumerate(d.toks) if t is d.kw)  # attributes name no terms
+        names = {t.text for t in d.toks[start + 1 :] if t.kind == "id"}
+        if "sorry" in names:
+            found.add("sorryAx")
+        if d.name_tok is not None:
+            names.discard(d.name_tok.text)  # itself (a recursive call): not a constant yet
+        for name in names - _NOT_CONSTANTS:
+            if name.split(".", 1)[0] not in locals_:
+                found.update(self.mentioned_axioms(name))
+        if full is not None:
+            found.update(native_axioms(full, [tactic for tactic, _ in self.native_calls]))
+        return sorted(found, key=name_order)
+
+    def mentioned_axioms(self, name: str) -> list[str]:
+        """Axioms of the constant an identifier names; `h.trans`, `cheat.elim`: of the
+        longest prefix that is a constant (field notation)."""
+        while True:
+            found = self.constant_axioms(name, loose=True)
+            if found is not None:
+                return found[1]
+            if "." not in name:
+                return []
+            name = name.rpartition(".")[0]
+
+    def constant_axioms(self, name: str, loose: bool = False) -> tuple[str, list[str]] | None:
+        """The full name and axioms of the constant `name` resolves to here; None if there
+        is none. `loose` takes any `Classical.*` name for a built-in one."""
+        env = self.env
+        found = env.resolve(name)
+        if found is not None:
+            full, decl = found
+            return full, builtin_axioms(full) if decl.get("builtin") else decl_axioms(decl)
+        if env.bare:
+            return None
+        builtin = _MATHLIB_CONSTANTS if env.mathlib else _CORE_CONSTANTS
+        for full in [name, *(f"{o}.{name}" for o in env.scope["opens"])]:
+            if full in builtin or (loose and full.startswith("Classical.")):
+                return full, builtin_axioms(full)
+        return None
+
+    def decreasing_by(
+        self, d: DeclSyntax, body: list[Tok], clause: tuple[Tok, list[Tok]], hyps: tuple
+    ) -> None:
+        """Run `decreasing_by TACTICS` on the termination goal of the recursive call."""
+        keyword, tactics = clause
+        target = "?"
+        params = [n for b in d.binders if b.bracket == "(" for n in b.names]
+        calls = [
+            k
+            for k, t in enumerate(body[:-1])
+            if d.name_tok is not None and t.text == d.name_tok.text
+        ]
+        if calls and params:
+            k = calls[0] + 1
+            end = _matching(body, k) + 1 if body[k].text == "(" else k + 1
+            target = self.pp(f"{strip_parens(self.src.slice(body[k:end]))} < {params[0]}")
+        self.run_by_block(keyword, tactics, Goal(target, hyps), root=False)
+
+    def field_sorries(self, d: DeclSyntax, hyps: tuple) -> None:
+        """A `sorry` in a `where` field of an instance or definition: its goal is the field's
+        type (when the fake knows the class), like Lean's."""
+        cls = next((t.text for t in d.type_toks or () if t.kind == "id"), "")
+        for line in _split_lines(d.where[1:] if d.where[0].text == "where" else d.where):
+            assign = _find_depth0(line, 0, {":="})
+            if assign <= 0:
+                continue
+            field = self.env.get(f"{cls}.{line[0].text}") if cls else None
+            ty = field.get("type") if field else None
+            for t in line[assign + 1 :]:
+                if t.text == "sorry":
+                    self.record_sorry(Goal(ty or "?", hyps), t.start, t.end)
 
     def section_vars(self, d: DeclSyntax) -> list:
         variables = self.env.scope["vars"]
@@ -3347,6 +3807,9 @@ class CommandElab(Elab):
         if not self.check_term(body, locals_ | ({d.name_tok.text} if d.name_tok else set())):
             self.synthetic_sorry = True
             return
+        if not self.check_reference(body, goal):
+            self.synthetic_sorry = True
+            return
         if texts == ["rfl"] and evaluate_prop(goal.target, self.env) is False:
             sides = split_top(goal.target, "=")
             lhs = sides[0] if sides else goal.target
@@ -3357,6 +3820,33 @@ class CommandElab(Elab):
                 body[0].end,
             )
             self.synthetic_sorry = True
+
+    def check_reference(self, body: list[Tok], goal: Goal) -> bool:
+        """A value that is just a constant (`@foo`, or `foo` without implicit arguments) must
+        have the expected type up to definitional equality (`defeq_form`), as Lean's
+        `ensureHasType` checks; else Lean's type mismatch. False when it does not."""
+        explicit = len(body) == 2 and body[0].text == "@"
+        if not (explicit or len(body) == 1) or body[-1].kind != "id" or goal.target == "?":
+            return True
+        if goal.hyps:
+            return True  # the expected type mentions the declaration's own binders
+        found = self.env.resolve(body[-1].text)
+        if found is None or found[1].get("builtin") or not found[1].get("type"):
+            return True
+        decl = found[1]
+        if not explicit and any(b[2] != "(" for b in decl.get("binders", ())):
+            return True  # implicit arguments get instantiated: not modelled
+        actual = self.pp(closed_type(decl))
+        expected = goal.target
+        if defeq_form(actual, self.env) == defeq_form(expected, self.env):
+            return True
+        self.error(
+            f"type mismatch\n  {self.src.slice(body)}\nhas type\n  {actual} : Prop\n"
+            f"but is expected to have type\n  {expected} : Prop",
+            body[0].start,
+            body[-1].end,
+        )
+        return False
 
     def inductive(self, d: DeclSyntax, full: str | None, decl: dict, target: str | None) -> None:
         if full is None:
@@ -3863,6 +4353,7 @@ class Repl:
         el.record_tactics = bool(req.get("allTactics")) or bool(req.get("infotree"))
         el.want_root_goals = bool(req.get("rootGoals"))
         el.want_declarations = fork and bool(req.get("declarations"))
+        el.report_import_errors = self.opts.report_import_errors
         if metered:
             el.heartbeat_rate = self.opts.heartbeat_rate
             el.costs, outside = command_costs(src, timed or [], self.opts.char_cost, reused)

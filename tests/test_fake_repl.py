@@ -434,8 +434,320 @@ def test_imports_only_without_env_and_at_the_start(start):
     assert messages(repl.request({"cmd": "def g := 1\nimport Lean"})) == [("error", wrong)]
     fresh = repl.request({"cmd": "import Lean\n#eval f"})
     assert messages(fresh) == [("error", "Unknown identifier `f`")]
-    unknown = repl.request({"cmd": "import NoSuchLib"})
-    assert unknown["messages"][0]["data"].startswith("unknown module prefix 'NoSuchLib'")
+
+
+# ---------------------------------------------------------------------------------------------
+# A missing import: silent, and an empty environment (as the real REPL answers)
+# ---------------------------------------------------------------------------------------------
+
+#: Lean's processHeader message, as a REPL with leanprover-community/repl PR #73 shows it.
+MISSING = (
+    "unknown module prefix 'NoSuchModule'\n\nNo directory 'NoSuchModule' or file "
+    "'NoSuchModule.olean' in the search path entries:\n/fake-lean/lib/lean"
+)
+
+
+def test_a_missing_import_is_a_bare_env_in_which_not_even_nat_exists(start):
+    repl = start()
+    assert repl.request({"cmd": "import NoSuchModule"}) == {"env": 0}
+    assert messages(repl.request({"cmd": "#check Nat", "env": 0})) == [
+        ("error", "Unknown identifier `Nat`")
+    ]
+    assert messages(repl.request({"cmd": "#eval 2 + 2", "env": 0}))[0][0] == "error"
+    assert messages(repl.request({"cmd": "#print axioms Nat", "env": 0})) == [
+        ("error", "Unknown constant `Nat`")
+    ]
+    # One missing module fails the whole header: Mathlib is not loaded either.
+    mixed = repl.request({"cmd": "import Mathlib\nimport NoSuchModule\n#check Nat"})
+    assert messages(mixed) == [("error", "Unknown identifier `Nat`")]
+    # What the env declares itself still exists.
+    own = repl.request({"cmd": "axiom A : Type\n#check A", "env": 0})
+    assert messages(own) == [("info", "A : Type")]
+
+
+def test_known_modules_still_import(start):
+    repl = start()
+    for header in ("import Init", "import Lean", "import Mathlib", "import Mathlib.Tactic"):
+        answer = repl.request({"cmd": f"{header}\n#check Nat"})
+        assert messages(answer) == [("info", "Nat : Type")], header
+
+
+def test_a_bare_env_stays_bare_through_a_pickle(start, tmp_path):
+    repl = start()
+    repl.request({"cmd": "import NoSuchModule"})
+    repl.request({"pickleTo": str(tmp_path / "bare.olean"), "env": 0})
+    other = start()
+    assert other.request({"unpickleEnvFrom": str(tmp_path / "bare.olean")}) == {"env": 0}
+    assert messages(other.request({"cmd": "#check Nat", "env": 0}))[0][0] == "error"
+
+
+def test_the_flag_reports_the_missing_import_like_a_fixed_repl(start):
+    repl = start("--report-import-errors")
+    answer = repl.request({"cmd": "import Lean\nimport NoSuchModule Other"})
+    assert answer == {
+        "messages": [
+            {
+                "severity": "error",
+                "pos": {"line": 1, "column": 0},
+                "endPos": None,
+                "data": MISSING,
+            }
+        ],
+        "env": 0,
+    }
+    assert messages(repl.request({"cmd": "#check Nat", "env": 0}))[0][0] == "error"
+    assert repl.request({"cmd": "import Mathlib"}) == {"env": 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# #print axioms: Lean's one info message, axioms collected transitively and sorted by Name.lt
+# ---------------------------------------------------------------------------------------------
+
+SORRY_USED = ("warning", "declaration uses `sorry`")
+
+
+def axioms_of(repl, cmd: str, name: str, env: int | None = None) -> tuple[list, list]:
+    """Elaborate `cmd`, then `#print axioms name` on its env: (cmd's messages, the print's)."""
+    answer = repl.request({"cmd": cmd} if env is None else {"cmd": cmd, "env": env})
+    printed = repl.request({"cmd": f"#print axioms {name}", "env": answer["env"]})
+    return messages(answer), printed["messages"]
+
+
+def test_print_axioms_is_one_info_on_the_print_token(start):
+    repl = start()
+    _, printed = axioms_of(repl, "theorem two : 1 + 1 = 2 := rfl", "two")
+    assert printed == [
+        {
+            "severity": "info",
+            "pos": {"line": 1, "column": 0},
+            "endPos": {"line": 1, "column": 6},
+            "data": "'two' does not depend on any axioms",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cmd", "name"),
+    [
+        ("theorem t : 1 = 1 := by\n  have h : 2 = 2 := by sorry\n  rfl", "t"),
+        ("theorem t : 1 = 1 := by\n  have h : 2 = 2 := sorry\n  rfl", "t"),
+        ("theorem t : True := by\n  admit", "t"),
+        ("theorem t (p : Prop) : p := by\n  exact sorry", "t"),
+    ],
+)
+def test_a_sorry_anywhere_in_a_proof_is_sorry_ax(start, cmd, name):
+    found, printed = axioms_of(start(), cmd, name)
+    assert found == [SORRY_USED]
+    assert printed[0]["data"] == f"'{name}' depends on axioms: [sorryAx]"
+
+
+def test_a_sorry_in_decreasing_by_is_sorry_ax(start):
+    repl = start()
+    cmd = "def f (n : Nat) : Nat := if n = 0 then 0 else f (n - 1)\ndecreasing_by sorry"
+    answer = repl.request({"cmd": cmd})
+    assert messages(answer) == [SORRY_USED]
+    assert answer["messages"][0]["pos"] == {"line": 1, "column": 4}
+    assert answer["sorries"][0]["goal"] == "n : Nat\n⊢ n - 1 < n"
+    printed = repl.request({"cmd": "#print axioms f", "env": 0})
+    assert messages(printed) == [("info", "'f' depends on axioms: [sorryAx]")]
+    proved = "def g (n : Nat) : Nat := if n = 0 then 0 else g (n - 1)\ndecreasing_by omega"
+    found, printed = axioms_of(repl, proved, "g")
+    assert found == [] and printed[0]["data"] == "'g' depends on axioms: [propext]"
+
+
+def test_a_sorry_in_an_instance_field_is_sorry_ax(start):
+    repl = start()
+    cmd = "class Shape where\n  sides : Nat\ninstance : Shape where\n  sides := sorry"
+    answer = repl.request({"cmd": cmd})
+    assert messages(answer) == [SORRY_USED]
+    assert answer["messages"][0]["pos"] == {"line": 3, "column": 0}
+    assert answer["sorries"][0]["goal"] == "⊢ Nat"
+    printed = repl.request({"cmd": "#print axioms instShape", "env": 0})
+    assert messages(printed) == [("info", "'instShape' depends on axioms: [sorryAx]")]
+
+
+def test_a_user_axiom_counts_used_directly_and_through_a_lemma(start):
+    repl = start()
+    base = repl.request({"cmd": "axiom cheat : False"})
+    assert base == {"env": 0}
+    cmd = (
+        "theorem direct : 1 = 2 := cheat.elim\n"
+        "theorem lemma1 : 1 = 2 := by exact absurd cheat id\n"
+        "theorem through : 2 = 1 := by\n  have h := lemma1\n  simp [h]"
+    )
+    answer = repl.request({"cmd": cmd, "env": 0})
+    assert "messages" not in answer
+    for name, listed in [
+        ("cheat", "cheat"),
+        ("direct", "cheat"),
+        ("lemma1", "cheat"),
+        ("through", "cheat, propext"),
+    ]:
+        printed = repl.request({"cmd": f"#print axioms {name}", "env": answer["env"]})
+        assert messages(printed) == [("info", f"'{name}' depends on axioms: [{listed}]")]
+
+
+def test_axioms_are_sorted_like_leans_name_lt(start):
+    # Shorter names first, then component by component (propext before Classical.choice).
+    cmd = (
+        "axiom Zeta : True\naxiom cheat : False\n"
+        "theorem mix (p : Prop) : p ∨ ¬p := by\n"
+        "  have a := Zeta\n  have b : False := cheat\n  have c : 1 = 1 := by sorry\n"
+        "  exact Classical.em p"
+    )
+    _, printed = axioms_of(start(), cmd, "mix")
+    assert printed[0]["data"] == (
+        "'mix' depends on axioms: [Zeta, cheat, propext, sorryAx, Classical.choice, Quot.sound]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "listed"),
+    [
+        ([], "t._native.native_decide.ax_1_1"),  # the 4.3x era: one axiom per evaluation
+        (["--lean-version", "4.29.0"], "t._native.native_decide.ax_1_1"),
+        (["--lean-version", "4.28.0"], "Lean.ofReduceBool, Lean.trustCompiler"),
+        (["--lean-version", "4.19.0"], "Lean.ofReduceBool, Lean.trustCompiler"),
+        (["--lean-version", "4.2.0"], "Lean.ofReduceBool"),
+    ],
+)
+def test_native_decide_leaves_the_axioms_of_the_lean_version(start, version, listed):
+    found, printed = axioms_of(start(*version), "theorem t : 2 + 2 = 4 := by native_decide", "t")
+    assert found == [] and printed[0]["data"] == f"'t' depends on axioms: [{listed}]"
+
+
+def test_each_native_evaluation_is_its_own_axiom_and_a_constant(start):
+    repl = start()
+    cmd = "theorem t : 2 + 2 = 4 := by\n  have : 1 = 1 := by decide +native\n  native_decide"
+    _, printed = axioms_of(repl, cmd, "t")
+    assert printed[0]["data"] == (
+        "'t' depends on axioms: [t._native.decide.ax_1_1, t._native.native_decide.ax_1_1]"
+    )
+    check = repl.request({"cmd": "#check t._native.native_decide.ax_1_1", "env": 0})
+    assert messages(check) == [
+        ("info", "t._native.native_decide.ax_1_1 : decide (2 + 2 = 4) = true")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("proof", "listed"),
+    [
+        ("rfl", None),
+        ("by rfl", None),
+        ("by decide", None),
+        ("by exact rfl", None),
+        ("by simp", "propext"),
+        ("by omega", "propext"),
+        ("by norm_num", "propext"),
+        ("by\n  by_contra h\n  exact h rfl", "propext, Classical.choice, Quot.sound"),
+    ],
+)
+def test_tactics_leave_plausible_standard_axioms(start, proof, listed):
+    found, printed = axioms_of(start(), f"theorem t : 2 + 2 = 4 := {proof}", "t")
+    assert found == []
+    expected = f"depends on axioms: [{listed}]" if listed else "does not depend on any axioms"
+    assert printed[0]["data"] == f"'t' {expected}"
+
+
+def test_classical_proofs_depend_on_the_standard_three(start):
+    repl = start()
+    three = "propext, Classical.choice, Quot.sound"
+    standard = f"depends on axioms: [{three}]"
+    for cmd in [
+        "theorem t (p : Prop) : p ∨ ¬p := Classical.em p",
+        "open Classical in\ntheorem t (p : Prop) : p ∨ ¬p := em p",
+        "theorem t (p : Prop) (h : ¬¬p) : p := by\n  by_cases hp : p\n  · exact hp\n"
+        "  · exact absurd hp h",
+    ]:
+        _, printed = axioms_of(repl, cmd, "t")
+        assert printed[0]["data"] == f"'t' {standard}", cmd
+    for name, listed in [("propext", "propext"), ("Classical.em", three)]:
+        _, printed = axioms_of(repl, "", name)
+        assert printed[0]["data"] == f"'{name}' depends on axioms: [{listed}]"
+
+
+def test_unknown_names_and_namespaces(start):
+    repl = start()
+    found, printed = axioms_of(
+        repl, "namespace Foo\ntheorem bar : True := trivial\nend Foo", "nope"
+    )
+    assert printed == [
+        {
+            "severity": "error",
+            "pos": {"line": 1, "column": 14},
+            "endPos": {"line": 1, "column": 18},
+            "data": "Unknown constant `nope`",
+        }
+    ]
+    printed = repl.request({"cmd": "#print axioms Foo.bar", "env": 0})
+    assert messages(printed) == [("info", "'Foo.bar' does not depend on any axioms")]
+
+
+def test_a_proof_with_an_error_is_added_with_sorry_ax_like_lean(start):
+    found, printed = axioms_of(start(), "theorem t : 2 + 2 = 5 := by decide", "t")
+    assert found[0][0] == "error"
+    assert printed[0]["data"] == "'t' depends on axioms: [sorryAx]"
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "def one := 1\n@[implemented_by one] def zero : Nat := 0",
+        '@[extern "lean_fast"] def fast (n : Nat) : Nat := n',
+        "unsafe def raw : Nat := 1",
+        "set_option debug.skipKernelTC true in\ntheorem t : True := trivial",
+        "set_option debug.skipKernelTC true\ntheorem t : True := trivial",
+        "opaque secret : Nat",
+    ],
+)
+def test_escapes_elaborate_silently_like_lean(start, cmd):
+    assert start().request({"cmd": cmd}) == {"env": 0}
+
+
+@pytest.mark.parametrize(
+    ("statement", "ok"),
+    [
+        ("∀ (n : Nat), n + 0 = n", True),
+        ("∀ (m : Nat)\n  , m + 0 = m", True),  # another binder name, the verdict's layout
+        ("∀ n : Nat, n + 0 = n", True),
+        ("∀ (n : Nat), (n + 0) = n", True),
+        ("∀ (n : Nat), 0 + n = n", False),  # `0 + n` does not unfold on a variable
+        ("∀ (n : Nat), n + 1 = n + 1", False),
+        ("0 + 0 = 0", False),
+        ("True", False),
+    ],
+)
+def test_a_statement_check_is_up_to_definitional_equality_like_lean(start, statement, ok):
+    repl = start()
+    repl.request({"cmd": "theorem add_zero (n : Nat) : n + 0 = n := rfl"})
+    answer = repl.request({"cmd": f"example : {statement}\n  := @add_zero", "env": 0})
+    assert ("messages" not in answer) == ok, answer
+
+
+def test_a_weakened_statement_is_a_type_mismatch(start):
+    repl = start()
+    repl.request({"cmd": "theorem small : 2 ^ 10 = 1024 := by decide"})
+    assert repl.request({"cmd": "example : 1024 = 1024 := @small", "env": 0}) == {"env": 1}
+    answer = repl.request({"cmd": "example : 2 ^ 10 = 1025 := @small", "env": 0})
+    assert answer["messages"] == [
+        {
+            "severity": "error",
+            "pos": {"line": 1, "column": 27},
+            "endPos": {"line": 1, "column": 33},
+            "data": "type mismatch\n  @small\nhas type\n  2 ^ 10 = 1024 : Prop\nbut is "
+            "expected to have type\n  2 ^ 10 = 1025 : Prop",
+        }
+    ]
+
+
+def test_axioms_survive_a_pickle(start, tmp_path):
+    repl = start()
+    repl.request({"cmd": "axiom cheat : False\ntheorem t : 1 = 2 := cheat.elim"})
+    repl.request({"pickleTo": str(tmp_path / "env.olean"), "env": 0})
+    other = start()
+    other.request({"unpickleEnvFrom": str(tmp_path / "env.olean")})
+    printed = other.request({"cmd": "#print axioms t", "env": 0})
+    assert messages(printed) == [("info", "'t' depends on axioms: [cheat]")]
 
 
 def test_sorry_reports_goal_proof_state_and_warning_at_the_name(start):

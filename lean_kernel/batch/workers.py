@@ -24,10 +24,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lean_kernel.batch.headers import shift_response
 from lean_kernel.engine.config import LeanREPLConfig
+from lean_kernel.engine.imports import check_imports
 from lean_kernel.engine.memory import measure_repl_memory
 from lean_kernel.engine.protocol import Command, CommandResponse, LeanError
 from lean_kernel.engine.server import AutoLeanServer
@@ -161,6 +163,26 @@ class Worker:
             return held, 0.0
         return self._elaborate((imports, ""), Command(cmd=imports), timeout, cancel, [], 0)
 
+    def _checked_imports(
+        self,
+        server: AutoLeanServer,
+        imports: str,
+        response: CommandResponse | LeanError,
+        timeout: float | None,
+        cancel: threading.Event | None,
+    ) -> CommandResponse | LeanError:
+        """The imports' answer, refused (no env: every command sharing them fails with it) when
+        they left an empty environment (``engine.imports``: the REPL does not say so)."""
+        checked = check_imports(
+            imports,
+            response,
+            lambda probe: server.run(probe, timeout=timeout, cancel=cancel),
+            Path(server.launch.cwd),
+        )
+        if checked is response:
+            return response
+        return LeanError(message=checked.messages[0].data)
+
     def settings_env(
         self,
         base: HeaderEnv,
@@ -193,8 +215,10 @@ class Worker:
         server = self.server
         start = time.perf_counter()
         response = server.run(request, timeout=timeout, cancel=cancel)
-        seconds = time.perf_counter() - start
         assert isinstance(response, (CommandResponse, LeanError))
+        if request.env is None:  # the imports
+            response = self._checked_imports(server, request.cmd, response, timeout, cancel)
+        seconds = time.perf_counter() - start
         response = shift_response(response, line_offset, earlier_messages)
         # A restart just before the run (the server's health check) makes the answer belong to
         # the new process: the generation is read after the run.

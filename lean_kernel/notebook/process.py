@@ -13,8 +13,10 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lean_kernel.engine.heartbeats import HeartbeatSetting
+from lean_kernel.engine.imports import check_imports
 from lean_kernel.engine.memory import describe_memory
 from lean_kernel.engine.protocol import (
     Command,
@@ -154,11 +156,21 @@ class NotebookRepl:
         heartbeats: HeartbeatSetting | None = None,
     ) -> CellResult:
         """Elaborate ``text`` on ``env`` (None: a fresh environment); ``heartbeats``: the cell's
-        own limit (None: ``self.heartbeats``)."""
+        own limit (None: ``self.heartbeats``). Imports that left an empty environment are an
+        error naming them (``engine.imports``: the REPL itself does not say so)."""
         request = Command(cmd=text, env=env)
         limit = self.heartbeats if heartbeats is None else heartbeats
-        return self.server.run(
+        server = self.server
+        response = server.run(
             request, timeout=_server_timeout(timeout), cancel=cancel, heartbeats=limit
+        )
+        if env is not None:
+            return response
+        return check_imports(
+            text,
+            response,
+            lambda probe: server.run(probe, timeout=_server_timeout(timeout), cancel=cancel),
+            Path(server.launch.cwd),
         )
 
     def step(
