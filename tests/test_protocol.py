@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from lean_kernel.engine.framing import decode_response, encode_request, read_response
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
     BaseREPLResponse,
@@ -28,6 +29,7 @@ from lean_kernel.engine.protocol import (
     parse_request,
     parse_response,
 )
+from lean_kernel.errors import ReplProtocolError
 
 TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "repl-transcripts"
 
@@ -405,3 +407,89 @@ def test_every_transcript_with_responses_has_requests() -> None:
     outs = {p.name.removesuffix(".expected.out") for p in TRANSCRIPTS.glob("*.expected.out")}
     ins = {p.name.removesuffix(".in") for p in TRANSCRIPTS.glob("*.in")}
     assert outs <= ins
+
+
+# --- framing: one JSON object per line out, blank-line-ended answers in --------------------------
+
+
+class _Output:
+    """Stands for a REPL process in the framing tests: its stdout, in the chunks given."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.killed = False
+
+    def read_chunk(self, wait_s: float | None) -> bytes | None:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def stderr_tail(self, limit: int = 4000) -> str:
+        return ""
+
+
+def _never_give_up() -> None:
+    raise AssertionError("no wait should end empty: the output is all there")
+
+
+def _read_answer(*chunks: bytes) -> dict[str, Any]:
+    output = _Output(*chunks)
+    return decode_response(output, read_response(output, None, None, _never_give_up))
+
+
+def test_request_is_one_line_of_json_then_a_blank_line() -> None:
+    payload = {"cmd": "théorème t : 1 = 1 := rfl\n-- ∀ é\t\u0007", "env": 3, "allTactics": True}
+    message = encode_request(payload)
+    assert message.endswith(b"\n\n") and b"\n" not in message[:-2], "newlines are escaped"
+    assert "théorème".encode() in message and "∀ é".encode() in message, "UTF-8, not escapes"
+    assert b"\\u0007" in message, "control characters are escaped"
+    assert json.loads(message) == payload
+
+
+def test_request_that_json_cannot_hold_is_refused_before_sending() -> None:
+    with pytest.raises(ValueError):
+        encode_request({"cmd": "\ud800"})  # a lone surrogate is not UTF-8
+
+
+def test_answer_in_one_piece_or_many() -> None:
+    assert _read_answer(b'{"env": 0}\n\n') == {"env": 0}
+    pieces = (b"\n", b'{"env": 1,\n "messages":', b" []}\n", b"\n")
+    assert _read_answer(*pieces) == {"env": 1, "messages": []}, "blank line split across reads"
+
+
+def test_invalid_utf8_in_an_answer_is_replaced_not_fatal() -> None:
+    assert _read_answer(b'{"message": "bad \xff byte"}\n\n') == {"message": "bad \ufffd byte"}
+
+
+def test_output_that_ends_before_the_blank_line_is_eof() -> None:
+    with pytest.raises(EOFError):
+        _read_answer(b'{"env": 0}\n')
+
+
+def test_two_answers_to_one_request_kill_the_repl() -> None:
+    output = _Output(b'{"env": 0}\n\n{"env": 1}\n\n')
+    with pytest.raises(ReplProtocolError, match="more than one answer"):
+        read_response(output, None, None, _never_give_up)
+    assert output.killed
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"env": 0', "uncaught exception"])
+def test_answer_that_is_not_a_json_object_kills_the_repl(text: str) -> None:
+    output = _Output()
+    with pytest.raises(ReplProtocolError, match="not a JSON object"):
+        decode_response(output, text)
+    assert output.killed
+
+
+@pytest.mark.parametrize("name", _transcripts(".expected.out"))
+def test_real_repl_answers_read_back_whatever_the_chunks(name: str) -> None:
+    raw = (TRANSCRIPTS / f"{name}.expected.out").read_bytes()
+    answers = [block + b"\n\n" for block in raw.split(b"\n\n") if block.strip()]
+    expected = _read_responses(TRANSCRIPTS / f"{name}.expected.out")
+    for size in (7, 4096):
+        read = [
+            _read_answer(*(answer[i : i + size] for i in range(0, len(answer), size)))
+            for answer in answers
+        ]
+        assert read == expected

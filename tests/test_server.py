@@ -188,6 +188,15 @@ def test_garbage_output_is_a_protocol_error(server):
         server.run(Command(cmd="#fake_garbage"), timeout=10)
 
 
+def test_repl_killed_between_requests_is_a_crash_with_its_exit_code(server):
+    server.run(Command(cmd="def a := 1"))
+    os.kill(server.pid, signal.SIGKILL)
+    _wait_unreaped_death(server.pid)
+    with pytest.raises(ReplCrashedError, match="exited") as caught:
+        server.run(Command(cmd="#eval 1"))
+    assert caught.value.exit_code == -signal.SIGKILL
+
+
 def test_stderr_flood_does_not_block_the_answer(server):
     response = server.run(Command(cmd="#fake_stderr 524288\ndef big := 1"), timeout=20)
     assert isinstance(response, CommandResponse) and response.env == 0
@@ -361,6 +370,15 @@ def _wait_dead(server, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
+def _wait_unreaped_death(pid: int, timeout: float = 5.0) -> None:
+    """Wait until ``pid`` is dead without reaping it (as a server finds a REPL that died while
+    nothing looked at it): a zombie, which only its parent's wait would clear."""
+    deadline = time.monotonic() + timeout
+    while psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"process {pid} did not die"
+        time.sleep(0.02)
+
+
 def test_last_restart_says_why_and_which_process_it_started(auto):
     assert auto.last_restart is None
     with pytest.raises(ReplCrashedError):
@@ -376,6 +394,26 @@ def test_last_restart_says_why_and_which_process_it_started(auto):
     assert died.signal_name == "SIGKILL" and died.generation == auto.generation
     auto.restart()
     assert auto.last_restart.kind == "requested" and auto.restart_count == 3
+
+
+def test_repl_that_died_unnoticed_is_replaced_before_the_next_request(auto, request_log):
+    kept = auto.run(Command(cmd="def kept := 7"), add_to_session_cache=True)
+    os.kill(auto.pid, signal.SIGKILL)
+    _wait_unreaped_death(auto.pid)
+    assert auto.run(Command(cmd="#eval kept", env=kept.env)).messages[0].data == "7"
+    died = auto.last_restart
+    assert died.kind == "exited" and died.exit_code == -signal.SIGKILL
+    sent = [r.get("cmd") for r in read_log(request_log)]
+    assert sent == ["def kept := 7", "def kept := 7", "#eval kept"], "replayed, then sent once"
+
+
+def test_run_dict_on_auto_server_restarts_after_a_crash(auto):
+    old_pid = auto.pid
+    with pytest.raises(ReplCrashedError):
+        auto.run_dict({"cmd": "#fake_crash 3"})
+    assert auto.is_alive() and auto.pid != old_pid, "restarted at once, before the next request"
+    assert auto.last_restart.kind == "request" and auto.last_restart.exit_code == 3
+    assert "env" in auto.run_dict({"cmd": "def b := 2"})
 
 
 def test_kept_states_survive_an_explicit_restart(auto, request_log):
@@ -568,3 +606,22 @@ def test_heartbeat_settings_limits_and_which_limit_fired():
     )
     assert heartbeat_stop(answer(typeclass)) is None  # another limit
     assert heartbeat_stop(answer("unknown identifier 'x'")) is None
+
+
+def test_a_cancel_before_sending_leaves_the_repl_untouched(auto, request_log):
+    """A command cancelled before it was written is not sent, and the REPL is not restarted
+    (``started`` False: a batch item reads ``cancelled``, not ``stopped``)."""
+    from lean_kernel import ReplCancelledError
+    from lean_kernel.engine.outcome import outcome_of
+
+    auto.run(Command(cmd="#eval 1"))
+    pid, generation = auto.pid, auto.generation
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(ReplCancelledError) as raised:
+        auto.run(Command(cmd="#eval 2"), cancel=cancel)
+    assert raised.value.started is False
+    assert outcome_of("cancelled", None, raised.value) == "cancelled"
+    assert (auto.pid, auto.generation) == (pid, generation)
+    assert [r.get("cmd") for r in read_log(request_log)].count("#eval 2") == 0
+    assert auto.run(Command(cmd="#eval 3")).messages[-1].data == "3"

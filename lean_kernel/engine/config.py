@@ -199,6 +199,15 @@ class LeanREPLConfig:
             launch.flavor, launch.lean_version
         )
 
+    def command_options(self, launch: ReplLaunch) -> dict[str, Any]:
+        """Fields added to every command, when enabled here and the REPL supports them."""
+        options: dict[str, Any] = {}
+        if self.use_incrementality(launch):
+            options["incrementality"] = True
+        if self.use_parallel_elaboration(launch):
+            options["setOptions"] = [[["Elab", "async"], True]]
+        return options
+
     def use_heartbeat_limits(self, launch: ReplLaunch) -> bool:
         """Whether commands to this REPL may run under a ``maxHeartbeats`` limit (``heartbeats``
         is the default setting; off when the REPL's flavour is unknown)."""

@@ -3,23 +3,35 @@
 A REPL that breaks the framing (two answers to one request, or text that is not a JSON object)
 is out of step with its caller for good, so these functions kill it before raising
 ``ReplProtocolError``.
+
+JSON goes through pydantic-core's codec (``to_json``, ``from_json``), which the protocol models
+use anyway: it writes non-ASCII text as UTF-8 and escapes every control character (so a request
+stays on one line), and it is several times faster than the ``json`` module, which matters for
+the many tiny requests of a batch.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from pydantic_core import from_json, to_json
+
 from lean_kernel.engine.process import POLL_SLICE_S, ReplProcess
 from lean_kernel.errors import ReplProtocolError
 
+_END = b"\n\n"
+
 
 def encode_request(payload: dict[str, Any]) -> bytes:
-    """One request as the REPL reads it: JSON, then a blank line."""
-    return (json.dumps(payload, ensure_ascii=False) + "\n\n").encode()
+    """One request as the REPL reads it: JSON on one line, then a blank line.
+
+    Raises ``ValueError`` (pydantic-core's ``PydanticSerializationError``) for a value JSON
+    cannot hold, before anything is sent.
+    """
+    return to_json(payload) + _END
 
 
 def read_response(
@@ -34,24 +46,16 @@ def read_response(
     whenever a wait ends empty (at least every ``POLL_SLICE_S`` when ``cancel`` is given) and
     raises to give up. EOFError when the REPL closes its output first.
     """
-    buffer = bytearray()
+    chunk = _next_chunk(proc, deadline, cancel, check)
+    # Usually the whole answer comes in one read, and nothing before it or after its end.
+    end = chunk.find(_END)
+    if end > 0 and end == len(chunk) - 2 and not chunk[:1].isspace():
+        return chunk[:end].decode("utf-8", "replace")
+    buffer = bytearray(chunk)
     scanned = 0
     while True:
-        if deadline is None and cancel is None:
-            chunk = proc.read_chunk(None)
-        else:
-            wait = POLL_SLICE_S if cancel is not None else deadline - time.monotonic()
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-            chunk = proc.read_chunk(wait)
-            if chunk is None:
-                check()
-                continue
-        if not chunk:
-            raise EOFError
-        buffer += chunk
         start = len(buffer) - len(buffer.lstrip())
-        end = buffer.find(b"\n\n", max(scanned - 1, start))
+        end = buffer.find(_END, max(scanned - 1, start))
         scanned = len(buffer)
         if end >= 0:
             if buffer[end + 2 :].strip():
@@ -61,12 +65,36 @@ def read_response(
                     f"was killed. Output: {bytes(buffer[:500])!r}" + stderr_note(proc)
                 )
             return buffer[start:end].decode("utf-8", "replace")
+        buffer += _next_chunk(proc, deadline, cancel, check)
+
+
+def _next_chunk(
+    proc: ReplProcess,
+    deadline: float | None,
+    cancel: threading.Event | None,
+    check: Callable[[], None],
+) -> bytes:
+    """The next bytes the REPL wrote (waiting as ``read_response`` says); EOFError at its end."""
+    if deadline is None and cancel is None:
+        chunk = proc.read_chunk(None)
+    else:
+        while True:
+            wait = POLL_SLICE_S if cancel is not None else deadline - time.monotonic()
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            chunk = proc.read_chunk(wait)
+            if chunk is not None:
+                break
+            check()
+    if not chunk:
+        raise EOFError
+    return chunk
 
 
 def decode_response(proc: ReplProcess, text: str) -> dict[str, Any]:
     """The JSON object an answer holds."""
     try:
-        data = json.loads(text)
+        data = from_json(text)
     except ValueError:
         data = None
     if not isinstance(data, dict):

@@ -67,11 +67,12 @@ class ProcessIds:
             data["env"] = env
             if env >= self._next_id["env"]:
                 self._next_id["env"] = env + 1
+        sorries, tactics = data.get("sorries"), data.get("tactics")
+        if "proofState" not in data and not sorries and not tactics:
+            return data  # a command's answer without proof states: the common case
         base = self._base["proofState"]
         top = self._next_id["proofState"] - 1
-        items = [data]
-        for key in ("sorries", "tactics"):
-            items.extend(data.get(key) or ())
+        items = [data, *(sorries or ()), *(tactics or ())]
         for item in items:
             state = item.get("proofState") if isinstance(item, dict) else None
             if isinstance(state, int):
@@ -135,9 +136,10 @@ class KeptIds:
         A state kept by another server sharing the cache is built first with ``replay``
         (None while replaying: then an unmapped id is refused).
         """
+        fields = vars(request)  # the declared fields (a getattr of a missing one is slow)
         update = {}
         for field in ("env", "proof_state"):
-            value = getattr(request, field, None)
+            value = fields.get(field)
             if isinstance(value, int) and value < 0:
                 update[field] = self._own_id(field, value, replay)
         return request.model_copy(update=update) if update else request

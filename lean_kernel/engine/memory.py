@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -222,8 +223,9 @@ def _container_limit_mb() -> float | None:
 class MemoryWatchdog:
     """A daemon thread that kills the REPL when a running command pushes it over its limits.
 
-    The server marks the command with ``watching(proc)``; a command shorter than ``interval``
-    is never sampled. After a kill, ``explain(proc, ...)`` tells the server why its REPL died;
+    The server marks each command with ``watch(proc)`` and ``unwatch()`` (``watching(proc)`` is
+    the same as a block); a command shorter than ``interval`` is never sampled. After a kill,
+    ``explain(proc, ...)`` tells the server why its REPL died;
     ``last_seen_mb(proc)`` is its memory (RSS) at the last sample, whoever killed it.
     The thread holds the watchdog only weakly, so dropping the server stops it.
     """
@@ -244,9 +246,23 @@ class MemoryWatchdog:
             daemon=True,
         ).start()
 
-    def watching(self, proc: ReplProcess | None) -> _Watching:
-        """Sample ``proc`` while the block (one command) runs: ``with watchdog.watching(proc):``."""
-        return _Watching(self, proc)
+    def watch(self, proc: ReplProcess | None) -> None:
+        """Sample ``proc`` from now until ``unwatch()``: one command. Plain calls, for the server
+        marks every request (``watching`` is the same as a ``with`` block)."""
+        self._watched = (proc, time.monotonic()) if proc is not None else None
+
+    def unwatch(self) -> None:
+        """The watched command is over."""
+        self._watched = None
+
+    @contextlib.contextmanager
+    def watching(self, proc: ReplProcess | None) -> Iterator[None]:
+        """Sample ``proc`` while the block (one command) runs."""
+        self.watch(proc)
+        try:
+            yield
+        finally:
+            self.unwatch()
 
     def explain(self, proc: ReplProcess, death: LeanKernelError, note: str = "") -> LeanKernelError:
         """What ``proc``'s end (``death``, as its server saw it) was: the watchdog's kill over a
@@ -320,23 +336,6 @@ class MemoryWatchdog:
         if over and self._watched is watched:
             self._killed = (proc, over, used.own_mb)
             proc.send_kill()
-
-
-class _Watching:
-    """The block of ``MemoryWatchdog.watching``: a plain class, as it wraps every request and a
-    generator-based context manager costs several times more."""
-
-    __slots__ = ("_proc", "_watchdog")
-
-    def __init__(self, watchdog: MemoryWatchdog, proc: ReplProcess | None) -> None:
-        self._watchdog, self._proc = watchdog, proc
-
-    def __enter__(self) -> None:
-        proc = self._proc
-        self._watchdog._watched = (proc, time.monotonic()) if proc is not None else None
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._watchdog._watched = None
 
 
 def _sample(ref: weakref.ref[MemoryWatchdog], stop: threading.Event, interval: float) -> None:

@@ -26,6 +26,7 @@ from lean_kernel.engine import guardian
 
 STDERR_TAIL_BYTES = 64 * 1024
 POLL_SLICE_S = 0.05
+_HUNG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 _PR_SET_PDEATHSIG = 1
 
@@ -75,7 +76,6 @@ class ReplProcess:
             daemon=True,
         )
         self._stderr_thread.start()
-        self._psutil: psutil.Process | None = None
 
     def write(self, data: bytes, check: Callable[[], None]) -> None:
         """Write all of ``data``; ``check`` runs between waits and raises to abort."""
@@ -102,6 +102,12 @@ class ReplProcess:
         """Whether the process has not exited."""
         return self.popen.poll() is None
 
+    def hung_up(self) -> bool:
+        """Whether the process closed its output: it exited (or is exiting), so no request can
+        be answered. Cheaper than ``is_alive`` (a poll, no reaping), for a check per request."""
+        ready = self._poll_out.poll(0)
+        return bool(ready) and bool(ready[0][1] & _HUNG_UP)
+
     @property
     def returncode(self) -> int | None:
         """The exit code once the process has exited (negative: killed by that signal)."""
@@ -111,20 +117,6 @@ class ReplProcess:
         """The last ``limit`` characters the process wrote to stderr."""
         text = b"".join(list(self._stderr_tail)).decode("utf-8", "replace")
         return text[-limit:]
-
-    def memory_mb(self) -> float:
-        """Resident memory of the process and all its descendants, in MB."""
-        try:
-            if self._psutil is None:
-                self._psutil = psutil.Process(self.pid)
-            procs = [self._psutil, *self._psutil.children(recursive=True)]
-        except psutil.Error:
-            return 0.0
-        total = 0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total / (1024 * 1024)
 
     def send_kill(self) -> None:
         """SIGKILL the process group without reaping: safe from a thread other than the reader."""

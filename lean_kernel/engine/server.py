@@ -23,7 +23,7 @@ from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
 from lean_kernel.engine.framing import decode_response, encode_request, read_response, stderr_note
 from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.ids import KeptIds, ProcessIds
-from lean_kernel.engine.memory import MemoryLimits, MemoryWatchdog
+from lean_kernel.engine.memory import MemoryLimits, MemoryWatchdog, measure_repl_memory
 from lean_kernel.engine.process import ReplProcess, kill_tree, monotonic_deadline
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
@@ -74,7 +74,7 @@ class LeanServer:
         self._finalizer: weakref.finalize | None = None
         self._ids = ProcessIds()
         self._restart_note = ""
-        self._command_options = _command_options(self.config, self.launch)
+        self._command_options = self.config.command_options(self.launch)
         self._heartbeat_limits = self.config.heartbeat_limits(self.launch)
         self.start()
 
@@ -145,9 +145,10 @@ class LeanServer:
         return proc.pid if proc is not None else None
 
     def memory_mb(self) -> float:
-        """Resident memory of the REPL process tree, in MB (0 when not running)."""
+        """The REPL process tree's own memory (PSS, MB; see ``ReplMemory``), 0 when not
+        running."""
         proc = self._proc
-        return proc.memory_mb() if proc is not None else 0.0
+        return measure_repl_memory(proc.pid).own_mb if proc is not None else 0.0
 
     def stderr_tail(self, limit: int = 4000) -> str:
         """The last characters the REPL wrote to stderr."""
@@ -177,11 +178,11 @@ class LeanServer:
                 f"{type(request).__name__}; use run_dict() for raw JSON objects"
             )
         payload = request.to_wire()
-        if not isinstance(request, (Command, FileCommand)):
-            return parse_response(request, self._roundtrip(payload, timeout, cancel))
-        payload, limits = {**self._command_options, **payload}, self._heartbeat_limits
         with self._lock:
-            generation = self.generation
+            if not isinstance(request, (Command, FileCommand)):
+                return parse_response(request, self._roundtrip(payload, timeout, cancel))
+            payload = {**self._command_options, **payload}
+            limits, generation = self._heartbeat_limits, self._ids.generation
             payload, timeout = limits.apply(
                 payload, timeout, heartbeats, generation, cancel, self._roundtrip
             )
@@ -210,7 +211,8 @@ class LeanServer:
                 f"{err}. A request needs `cmd` (command), `path` (file), `tactic` + `proofState`"
                 ", `pickleTo`, `unpickleEnvFrom` or `unpickleProofStateFrom`."
             ) from None
-        return self._roundtrip(data, timeout, cancel)
+        with self._lock:
+            return self._roundtrip(data, timeout, cancel)
 
     async def async_run(
         self, request: BaseREPLQuery, *, timeout: float | None = None, **kwargs: Any
@@ -228,45 +230,43 @@ class LeanServer:
     def _roundtrip(
         self, payload: dict[str, Any], timeout: float | None, cancel: threading.Event | None
     ) -> dict[str, Any]:
-        with self._lock:
-            proc = self._running_process()
-            message = encode_request(self._ids.to_process(payload, self._restart_note))
-            if timeout is None:
-                timeout = self.config.timeout
-            deadline = monotonic_deadline(timeout)
-
-            def check() -> None:
-                if cancel is not None and cancel.is_set():
-                    proc.kill()
-                    raise ReplCancelledError(
-                        "The command was cancelled; the REPL process was killed.", started=True
-                    )
-                if deadline is not None and time.monotonic() >= deadline:
-                    proc.kill()
-                    raise ReplTimeoutError(
-                        f"The REPL did not answer within {timeout:g} s; its process was killed. "
-                        "Raise the timeout (run(..., timeout=...) or LeanREPLConfig(timeout=...))"
-                        " if the command needs longer.",
-                        timeout=timeout,
-                    )
-
-            try:
-                proc.write(message, check)
-                text = read_response(proc, deadline, cancel, check)
-            except EOFError:
-                raise self._died(proc) from None
-            return self._ids.from_process(decode_response(proc, text))
-
-    def _running_process(self) -> ReplProcess:
+        """Send one request and read its answer, ids translated (the caller holds the lock)."""
         proc = self._proc
         if proc is None:
             raise ReplCrashedError(
                 "The REPL process is not running (it was killed or closed); call restart(), "
                 "or use AutoLeanServer, which restarts by itself."
             )
-        if not proc.is_alive():
-            raise self._died(proc)
-        return proc
+        if cancel is not None and cancel.is_set():  # nothing sent: the REPL is untouched
+            raise ReplCancelledError("The command was cancelled before it was sent.", started=False)
+        message = encode_request(self._ids.to_process(payload, self._restart_note))
+        if timeout is None:
+            timeout = self.config.timeout
+        deadline = monotonic_deadline(timeout)
+
+        def check() -> None:
+            if cancel is not None and cancel.is_set():
+                proc.kill()
+                raise ReplCancelledError(
+                    "The command was cancelled; the REPL process was killed.", started=True
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                proc.kill()
+                raise ReplTimeoutError(
+                    f"The REPL did not answer within {timeout:g} s; its process was killed. "
+                    "Raise the timeout (run(..., timeout=...) or LeanREPLConfig(timeout=...))"
+                    " if the command needs longer.",
+                    timeout=timeout,
+                )
+
+        # A REPL that died is not polled for first (a system call per request): writing to
+        # it or reading from it meets its end (EOF), and _died says what became of it.
+        try:
+            proc.write(message, check)
+            text = read_response(proc, deadline, cancel, check)
+        except EOFError:
+            raise self._died(proc) from None
+        return self._ids.from_process(decode_response(proc, text))
 
     def _died(self, proc: ReplProcess) -> LeanKernelError:
         """The error for a REPL that stopped answering."""
@@ -324,7 +324,6 @@ class AutoLeanServer(LeanServer):
         self.last_restart: Restart | None = None
         self._kept = KeptIds(self.session_cache)
         self._last_memory_check = 0.0
-        self._replaying = False
         super().__init__(config)
         self._watchdog = MemoryWatchdog(self._memory_limits, memory_check_interval)
 
@@ -368,12 +367,39 @@ class AutoLeanServer(LeanServer):
         with self._lock:
             self._ensure_healthy()
             request_here = self._kept.resolve(request, replay=self._replay_entry)
-            response = super().run(
-                request_here, timeout=timeout, cancel=cancel, heartbeats=heartbeats
-            )
+            watchdog = self._watchdog
+            try:
+                watchdog.watch(self._proc)
+                try:
+                    response = super().run(
+                        request_here, timeout=timeout, cancel=cancel, heartbeats=heartbeats
+                    )
+                finally:
+                    watchdog.unwatch()
+            except _PROCESS_KILLERS as err:
+                if _touched(err):
+                    self._recover("request", err)
+                raise
             if add_to_session_cache and not isinstance(response, LeanError):
                 response = self._kept.keep(request, response)
             return response
+
+    def run_dict(
+        self,
+        data: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Like ``LeanServer.run_dict``, watched and restarted after a failure as ``run`` is."""
+        with self._lock:
+            try:
+                with self._watchdog.watching(self._proc):
+                    return super().run_dict(data, timeout=timeout, cancel=cancel)
+            except _PROCESS_KILLERS as err:
+                if _touched(err):
+                    self._recover("request", err)
+                raise
 
     def holds_kept_state(self, request: BaseREPLQuery) -> bool:
         """Whether the running process already holds the kept (negative-id) env or proof state
@@ -396,23 +422,6 @@ class AutoLeanServer(LeanServer):
             self.session_cache.clear()
             self._kept.clear()
 
-    def _roundtrip(
-        self, payload: dict[str, Any], timeout: float | None, cancel: threading.Event | None
-    ) -> dict[str, Any]:
-        if self._replaying:
-            return self._watched_roundtrip(payload, timeout, cancel)
-        try:
-            return self._watched_roundtrip(payload, timeout, cancel)
-        except _PROCESS_KILLERS as err:
-            self._recover("request", err)
-            raise
-
-    def _watched_roundtrip(
-        self, payload: dict[str, Any], timeout: float | None, cancel: threading.Event | None
-    ) -> dict[str, Any]:
-        with self._watchdog.watching(self._proc):
-            return super()._roundtrip(payload, timeout, cancel)
-
     def _died(self, proc: ReplProcess) -> LeanKernelError:
         """Over a limit (the watchdog's kill), out of memory (the system's), or a crash."""
         return self._watchdog.explain(proc, super()._died(proc), stderr_note(proc))
@@ -424,7 +433,7 @@ class AutoLeanServer(LeanServer):
         if proc is None:
             self._recover("stopped")
             return
-        if not proc.is_alive():
+        if proc.hung_up():
             self._recover("exited", self._died(proc))
             return
         now = time.monotonic()
@@ -472,20 +481,14 @@ class AutoLeanServer(LeanServer):
             request = self._kept.resolve(entry.request, replay=None)
         except StaleStateError:
             return
-        self._replaying = True
-        try:
+        # Watched, but a failure is not recovered here: _recover retries, or the next request
+        # finds the process gone.
+        with self._watchdog.watching(self._proc):
             response = LeanServer.run(self, request)
-        finally:
-            self._replaying = False
         if not isinstance(response, LeanError):
             self._kept.remember(entry, response)
 
 
-def _command_options(config: LeanREPLConfig, launch: ReplLaunch) -> dict[str, Any]:
-    """Fields added to every command, when the config enables them and the REPL supports them."""
-    options: dict[str, Any] = {}
-    if config.use_incrementality(launch):
-        options["incrementality"] = True
-    if config.use_parallel_elaboration(launch):
-        options["setOptions"] = [[["Elab", "async"], True]]
-    return options
+def _touched(error: LeanKernelError) -> bool:
+    """Whether a failed request did something to the REPL (a cancel before sending did not)."""
+    return not (isinstance(error, ReplCancelledError) and not error.started)
