@@ -510,9 +510,7 @@ def test_an_interrupted_batch_resumes_and_runs_only_what_was_left(request_log, t
     assert {int(b.split("theorem t")[1].split(" ")[0]) for b in sent_again} == (
         set(range(2000)) - answered
     )
-    assert [r.status for r in again] == [
-        "error" if i % 50 == 7 else "ok" for i in range(2000)
-    ]
+    assert [r.status for r in again] == ["error" if i % 50 == 7 else "ok" for i in range(2000)]
     assert sum(r.worker == "cache" for r in again) == len(answered)
 
 
