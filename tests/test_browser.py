@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from typing import Any
 
 import psutil
 import pytest
-from browser import LabSession, chromium_available, lab_session
+from browser import VIEWPORT, LabSession, chromium_available, lab_session
 from conftest import fake_repl_command, wait_no_repl_processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -758,3 +759,93 @@ def test_lean_batch_progress_bar_reaches_100_percent(lab: Lab) -> None:
     )
     assert done or "(100%)" in texts, texts
     assert "6/6" in texts, texts
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdict badges (issue 13)
+
+BADGE_CELLS = {
+    "badge-proved": "theorem add_comm' (a b : Nat) : a + b = b + a := Nat.add_comm a b",
+    "badge-sorry": "theorem zero_add' (n : Nat) : 0 + n = n := by\n"
+    "  have h : n = n := sorry\n  simp",
+    "badge-axioms": "axiom cheat : False\n\ntheorem one_eq_two : 1 = 2 := cheat.elim",
+    "badge-native": "theorem big : 2 ^ 20 = 1048576 := by native_decide",
+    "badge-exercise": "%exercise mul_comm' (a b : Nat) : a * b = b * a",
+    # A weakened answer: the cell fails (Run All stops here, at the end).
+    "badge-changed": "theorem mul_comm' (a : Nat) : a * 1 = 1 * a := by\n  simp",
+}
+# Where the badge screenshots go: $LEAN_KERNEL_BADGE_SCREENSHOTS (a folder), else the test's tmp.
+BADGE_SHOTS_ENV = "LEAN_KERNEL_BADGE_SCREENSHOTS"
+
+
+def badge_styles(lab: Lab, panel: str) -> list[dict[str, Any]]:
+    """Each verdict row: the name, the badge's text and class, its text colour, and the colour
+    it is drawn on (its translucent tint over the output's background, painted on a canvas)."""
+    return lab.page.evaluate(
+        """(panel) => {
+            const paint = (colors) => { const c = document.createElement('canvas');
+                c.width = c.height = 1; const g = c.getContext('2d');
+                for (const color of colors) { g.fillStyle = color; g.fillRect(0, 0, 1, 1); }
+                const [r, gr, b] = g.getImageData(0, 0, 1, 1).data;
+                return `rgb(${r}, ${gr}, ${b})`; };
+            const under = (e) => { while (e && getComputedStyle(e).backgroundColor
+                    === 'rgba(0, 0, 0, 0)') e = e.parentElement;
+                return e ? getComputedStyle(e).backgroundColor : 'rgb(255, 255, 255)'; };
+            return Array.from(document.querySelectorAll(panel + ' .lk-verdict')).map(row => {
+                const badge = row.querySelector('.lk-badge'); const s = getComputedStyle(badge);
+                return {cell: row.closest('.jp-Cell').dataset.cellId, name: row.dataset.name,
+                        verdict: row.dataset.verdict, text: badge.innerText,
+                        cls: badge.className, color: s.color,
+                        left: Math.round(badge.getBoundingClientRect().left),
+                        bg: paint([under(row), s.backgroundColor]), output: under(row),
+                        title: badge.title}; }); }""",
+        panel,
+    )
+
+
+def test_verdict_badges_read_well_in_light_and_dark(lab: Lab, tmp_path: Path) -> None:
+    page = lab.page
+    notebook = _notebook(BADGE_CELLS)
+    lab.notebooks["badges.ipynb"] = notebook
+    (lab.root / "badges.ipynb").write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+    shots = Path(os.environ.get(BADGE_SHOTS_ENV) or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    panel = open_in_lab(lab, "badges.ipynb")
+    menu(lab, "Run", "runmenu:run-all")
+    failure = wait_output(lab, panel, "badge-changed", "ExerciseError", STDERR)
+    assert "this proves a different statement than the exercise asks" in failure
+    wait_kernel_idle(lab)
+
+    expected = [
+        ("badge-proved", "add_comm'", "proved", "lk-ok", "var(--jp-success-color1)"),
+        ("badge-sorry", "zero_add'", "sorry", "lk-warning", "var(--jp-warn-color0)"),
+        ("badge-axioms", "cheat", "axioms: cheat", "lk-error", "var(--jp-error-color1)"),
+        ("badge-axioms", "one_eq_two", "axioms: cheat", "lk-error", "var(--jp-error-color1)"),
+        ("badge-native", "big", "axioms: native_decide", "lk-error", "var(--jp-error-color1)"),
+        ("badge-changed", "mul_comm'", "statement changed", "lk-error", "var(--jp-error-color1)"),
+    ]
+    page.set_viewport_size({"width": 1280, "height": 1400})  # every cell in the screenshot
+    for theme, name in (("JupyterLab Light", "light"), ("JupyterLab Dark", "dark")):
+        set_theme(lab, theme)
+        try:
+            found = badge_styles(lab, panel)
+            assert [(b["cell"], b["name"], b["text"]) for b in found] == [
+                (cell_id, decl, text) for cell_id, decl, text, _, _ in expected
+            ], found
+            for badge, (_, _, _, cls, color) in zip(found, expected, strict=True):
+                assert cls in badge["cls"].split(), badge
+                assert badge["color"] == css_color(lab, color), (theme, badge)
+                # Bold text: WCAG AA for large/bold text, on the badge's own tint.
+                assert contrast(badge["color"], badge["bg"]) >= 3, (theme, badge)
+                assert badge["title"], badge  # the reason, as a tooltip
+            # A cell's badges stand in one column, whatever the length of the names.
+            lefts = {b["left"] for b in found if b["cell"] == "badge-axioms"}
+            assert len(lefts) == 1, found
+            assert overflowing(lab, panel) == []
+            page.locator(cell(panel, "badge-proved")).scroll_into_view_if_needed()
+            (page.locator(f"{panel} .jp-Notebook")).screenshot(
+                path=str(shots / f"badges-{name}.png")
+            )
+        finally:
+            set_theme(lab, "JupyterLab Light")
+    page.set_viewport_size(VIEWPORT)

@@ -22,6 +22,7 @@ from kernel_harness import (
     KernelSession,
     kernelspecs_on_jupyter_path,
 )
+from verdict_corpus import CORPUS
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,8 @@ def test_stale_cells_are_rechecked_before_a_later_cell_runs(kernel, log):
     note = later.displays[0]["text/plain"]
     label = f"[{second.reply['execution_count']}]"
     assert note.startswith(f"Re-checked 1 stale cell {label} in ") and "no new errors" in note
-    assert log.commands()[-3:] == ["def f := 10", "def g := f + 1", "#eval g"]
+    cells = [c for c in log.commands() if not c.startswith("#print axioms")]  # verdict checks
+    assert cells[-3:] == ["def f := 10", "def g := f + 1", "#eval g"]
 
 
 def test_recheck_reports_new_errors_with_their_cell(kernel):
@@ -716,3 +718,197 @@ def test_setup_display_ends_on_how_setup_ended(raised, last):
     kinds = [kind for kind, _ in session.messages]
     assert kinds == ["display_data", "update_display_data", "update_display_data"]
     assert len({content["transient"]["display_id"] for _, content in session.messages}) == 1
+
+
+# -- verdicts: a badge per declaration, %axioms ------------------------------------------------
+
+CHEAT = "axiom cheat : False\ntheorem c : 1 = 2 := cheat.elim"
+
+
+def verdict_lines(run) -> list[str]:
+    """The ``name: verdict`` lines at the top of the cell's result display."""
+    (bundle,) = [d for d in run.displays if "lk-verdicts" in d.get("text/html", "")]
+    return bundle["text/plain"].split("\n\n", 1)[0].splitlines()
+
+
+def badges(run) -> list[tuple[str, str, str]]:
+    """(name, badge class, badge text) of each verdict row of the cell's HTML."""
+    (bundle,) = [d for d in run.displays if "lk-verdicts" in d.get("text/html", "")]
+    return re.findall(
+        r'data-name="([^"]+)"[^>]*><span class="lk-vname">[^<]*</span>'
+        r'<span class="lk-badge (lk-\w+)"[^>]*>([^<]+)</span>',
+        bundle["text/html"],
+    )
+
+
+def test_each_declaration_gets_its_verdict_as_a_badge_and_a_line_of_text(kernel):
+    proved = kernel.execute("theorem p : 1 + 1 = 2 := rfl", "p")
+    assert proved.status == "ok"
+    assert verdict_lines(proved) == ["p: proved"]
+    assert badges(proved) == [("p", "lk-ok", "proved")]
+
+    sorry = kernel.execute("theorem s : 2 = 2 := by\n  have h : 1 = 1 := sorry\n  rfl", "s")
+    assert sorry.status == "ok"  # Lean accepts it; it is not proved
+    assert verdict_lines(sorry) == ["s: sorry"]
+    assert badges(sorry) == [("s", "lk-warning", "sorry")]
+    assert "declaration uses `sorry`" in sorry.plain  # the diagnostics are still there
+
+    cheat = kernel.execute(CHEAT, "c")
+    assert verdict_lines(cheat) == ["cheat: axioms cheat", "c: axioms cheat"]
+    assert badges(cheat) == [
+        ("cheat", "lk-error", "axioms: cheat"),
+        ("c", "lk-error", "axioms: cheat"),
+    ]
+    through = kernel.execute("theorem d : 1 = 2 := c", "d")  # the axiom through a lemma
+    assert verdict_lines(through) == ["d: axioms cheat"]
+
+    native = kernel.execute("theorem n : 2 ^ 10 = 1024 := by native_decide", "n")
+    (line,) = verdict_lines(native)
+    assert line.startswith("n: axioms ")
+    assert badges(native) == [("n", "lk-error", "axioms: native_decide")]
+
+    escape = kernel.execute(
+        "def f (n : Nat) : Nat := n\n@[implemented_by f] def g (n : Nat) : Nat := n + 1", "e"
+    )
+    assert verdict_lines(escape) == [
+        "f: escape implemented_by (2:2)",
+        "g: escape implemented_by (2:2)",
+    ]
+    assert ("g", "lk-error", "escape: implemented_by") in badges(escape)
+
+    wrong = kernel.execute("theorem w : 1 = 2 := rfl", "w")
+    assert wrong.status == "error"
+    assert verdict_lines(wrong) == ["w: error"]
+
+
+def test_verdicts_cost_one_command_per_cell_with_declarations_and_none_without(kernel, log):
+    kernel.execute("#eval 1 + 1", "a")
+    kernel.execute("theorem one : 1 = 1 := rfl\ntheorem two : 2 = 2 := rfl", "b")
+    kernel.execute("theorem bad : 1 = 2 := rfl", "c")  # Lean rejects it: its verdict is error
+    sent = log.commands()
+    checks = [c for c in sent if c.startswith("#print axioms")]
+    assert len(checks) == 1 and "one" in checks[0] and "two" in checks[0]
+    assert [c for c in sent if c not in checks] == [
+        "#eval 1 + 1",
+        "theorem one : 1 = 1 := rfl\ntheorem two : 2 = 2 := rfl",
+        "theorem bad : 1 = 2 := rfl",
+    ]
+    # Run again unchanged: the cell and its check both come from the cache.
+    again = kernel.execute("theorem one : 1 = 1 := rfl\ntheorem two : 2 = 2 := rfl", "b")
+    assert verdict_lines(again) == ["one: proved", "two: proved"]
+    assert log.commands() == sent
+
+
+def test_axioms_magic_lists_what_a_declaration_depends_on(kernel, log):
+    kernel.execute(CHEAT, "a")
+    shown = kernel.execute("%axioms c", "b")
+    assert shown.status == "ok", shown.plain
+    assert (
+        shown.stdout == "c depends on 1 axiom:\n  cheat  declared with `axiom`: nothing checks it\n"
+    )
+    kernel.execute("theorem p : 1 + 1 = 2 := rfl", "c")
+    assert kernel.execute("%axioms p", "d").stdout == "p depends on no axioms.\n"
+    missing = kernel.execute("%axioms nope", "e")
+    assert missing.reply["ename"] == "LeanError" and "nope" in missing.reply["evalue"]
+    usage = kernel.execute("%axioms", "f")
+    assert usage.reply["ename"] == "UsageError" and "%axioms NAME" in usage.reply["evalue"]
+    # Asked on the end of the document (a side env: the next cell is built on `p`'s cell).
+    asked = log.requests()[-1]
+    assert asked["cmd"] == "#print axioms nope" and isinstance(asked["env"], int)
+    assert kernel.execute("theorem q : p = p := rfl", "g").status == "ok"
+
+
+def test_a_cell_from_the_result_store_is_judged_from_the_store(start_kernel):
+    first, first_log = start_kernel()
+    assert verdict_lines(first.execute("theorem p : 1 + 1 = 2 := rfl", "a")) == ["p: proved"]
+    assert verdict_lines(first.execute(CHEAT, "b"))[1] == "c: axioms cheat"
+    second, second_log = start_kernel()  # the same result store (the test's own)
+    again = [second.execute("theorem p : 1 + 1 = 2 := rfl", "a"), second.execute(CHEAT, "b")]
+    assert [verdict_lines(run) for run in again] == [
+        ["p: proved"],
+        ["cheat: axioms cheat", "c: axioms cheat"],
+    ]
+    assert all("From the result cache" in run.plain for run in again)
+    assert second_log.commands() == []  # no REPL was even started
+
+
+def test_a_stored_cell_without_its_check_is_elaborated_to_judge_it(tmp_path):
+    from conftest import fake_repl_command, read_log
+
+    from lean_kernel.engine.config import LeanREPLConfig
+    from lean_kernel.engine.resultstore import ResultStore
+    from lean_kernel.notebook import Notebook
+
+    log = tmp_path / "requests.jsonl"
+    config = LeanREPLConfig(repl_command=fake_repl_command("--log", str(log)))
+    store = ResultStore(tmp_path / "results.sqlite3")
+    try:
+        with Notebook(config, store=store) as notebook:  # runs the cells, judges nothing
+            notebook.run("def a := 1", cell_id="a")
+            notebook.run("theorem p : a = 1 := rfl", cell_id="p")
+        with Notebook(config, store=store) as notebook:
+            assert notebook.run("def a := 1", cell_id="a").from_store
+            run = notebook.run("theorem p : a = 1 := rfl", cell_id="p")
+            assert run.from_store and run.cell is not None
+            sent = len(read_log(log))
+            judged = notebook.verdicts(run.cell)
+            assert [(v.name, v.verdict) for v in judged.verdicts] == [("p", "proved")]
+            assert judged.asked and judged.recheck is not None and judged.recheck.cells
+            commands = [r["cmd"] for r in read_log(log)[sent:]]
+            assert commands == ["def a := 1", "theorem p : a = 1 := rfl", "#print axioms p"]
+        with Notebook(config, store=store) as notebook:  # now the store has the check too
+            notebook.run("def a := 1", cell_id="a")
+            run = notebook.run("theorem p : a = 1 := rfl", cell_id="p")
+            sent = len(read_log(log))
+            judged = notebook.verdicts(run.cell)
+            assert [(v.name, v.verdict) for v in judged.verdicts] == [("p", "proved")]
+            assert not judged.asked and judged.recheck is None
+            assert len(read_log(log)) == sent
+    finally:
+        store.close()
+
+
+def _corpus_case_id(case) -> str:
+    return case.name.replace(" ", "-")
+
+
+# The corpus of look-clean-but-are-not proofs (tests/verdict_corpus.py), each run as a cell. A
+# case with a reference statement, or axioms it allows, runs under `%exercise` (the kernel's way
+# to say both); an `example` has no name to ask Lean about, so it gets no badge.
+@pytest.mark.parametrize("case", CORPUS, ids=_corpus_case_id)
+def test_corpus_each_proof_gets_its_verdict_in_the_kernel(kernel, case):
+    if case.statement or case.allow:
+        header = (case.statement or case.text).removeprefix("theorem ").split(":=")[0].strip()
+        allow = "".join(f" --allow {word}" for word in case.allow)
+        assert kernel.execute(f"%exercise {header}{allow}", "exercise").status == "ok"
+    code = case.text if case.timeout is None else f"%timeout {case.timeout:g}\n{case.text}"
+    run = kernel.execute(code, "case", timeout=60)
+    if case.verdict in ("timeout", "crashed"):  # the REPL was replaced: no answer to judge
+        ename = {"timeout": "TimeoutError", "crashed": "ReplCrashedError"}[case.verdict]
+        assert run.reply["ename"] == ename, run.plain
+        return
+    html = "".join(d.get("text/html", "") for d in run.displays)
+    if case.verdict == "unknown":
+        assert "lk-verdict" not in html, html
+        return
+    assert set(re.findall(r'data-verdict="([^"]+)"', html)) == {case.verdict}, run.plain
+    assert all(line.split(": ", 1)[1].startswith(case.verdict) for line in verdict_lines(run))
+    failing = case.verdict in ("error", "statement changed")
+    assert run.status == ("error" if failing else "ok"), run.plain
+    assert case.mentions in html + run.reply.get("evalue", ""), (case.mentions, html)
+
+
+def test_a_verdict_that_says_nothing_of_the_proof_says_why():
+    from lean_kernel.display.diagnostics import render_verdicts
+    from lean_kernel.engine.verdict import DeclVerdict
+
+    unknown = DeclVerdict("foo", "unknown", reason="Lean did not list what it depends on")
+    bundle = render_verdicts([unknown, DeclVerdict("bar", "proved", ("propext",))])
+    assert bundle["text/plain"] == (
+        "foo: unknown (Lean did not list what it depends on)\nbar: proved\n"
+    )
+    html = bundle["text/html"]
+    assert '<span class="lk-badge lk-other" title="Lean did not list' in html
+    assert '<span class="lk-why">Lean did not list what it depends on</span>' in html
+    assert '<span class="lk-badge lk-ok">proved</span><span class="lk-why"></span>' in html
+    assert render_verdicts([]) == {}

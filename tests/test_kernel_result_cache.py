@@ -44,7 +44,17 @@ def kernel(tmp_path):
 
 
 def sent(log) -> list[str]:
-    """The commands the fake REPL received, in order."""
+    """The commands the fake REPL received, in order (a cell's verdict check, `#print axioms`,
+    left out: `checks` counts those)."""
+    return [cmd for cmd in _commands(log) if not cmd.startswith("#print axioms")]
+
+
+def checks(log) -> list[str]:
+    """The verdict checks the fake REPL received, in order."""
+    return [cmd for cmd in _commands(log) if cmd.startswith("#print axioms")]
+
+
+def _commands(log) -> list[str]:
     if not log.exists():
         return []
     requests = [json.loads(line)["request"] for line in log.read_text().splitlines() if line]
@@ -77,11 +87,12 @@ def test_a_restarted_kernel_rerunning_a_notebook_sends_nothing_to_lean(kernel):
     before = session.pid
     assert [p for p in our_repl_processes() if p.ppid() == before] != []
 
+    assert checks(log) == ["#print axioms a", "#print axioms b", "#print axioms two"]
     restart(session)
     assert session.pid != before
-    count = len(sent(log))
+    count, checked = len(sent(log)), len(checks(log))
     again = [session.execute(code, cell_id) for cell_id, code in CELLS]
-    assert len(sent(log)) == count  # nothing reached Lean
+    assert len(sent(log)) == count and len(checks(log)) == checked  # nothing reached Lean
     assert [p for p in our_repl_processes() if p.ppid() == session.pid] == []  # none started
     assert [seen(run) for run in again] == [seen(run) for run in first]
     assert all(FROM_THE_CACHE in notes(run) for run in again)

@@ -212,13 +212,17 @@ def test_a_store_of_another_format_version_is_set_aside(tmp_path):
 def test_a_row_that_is_no_answer_is_a_miss(store):
     store.put("k", entry())
     with sqlite3.connect(store.path) as connection:
-        connection.execute("INSERT INTO results VALUES ('bad-json', 'ok', '{oops', 0, 0)")
-        connection.execute("INSERT INTO results VALUES ('bad-status', 'exec', '{}', 0, 0)")
+        connection.execute("INSERT INTO results VALUES ('bad-json', 'ok', '{oops', 0, 0, NULL)")
+        connection.execute("INSERT INTO results VALUES ('bad-status', 'exec', '{}', 0, 0, NULL)")
         connection.execute(
-            """INSERT INTO results VALUES ('bad-model', 'ok', '{"messages": 5}', 0, 0)"""
+            """INSERT INTO results VALUES ('bad-model', 'ok', '{"messages": 5}', 0, 0, NULL)"""
+        )
+        connection.execute(
+            """INSERT INTO results VALUES ('bad-verdict', 'ok', '{"env": 1}', 0, 0, '[1]')"""
         )
     connection.close()
-    assert store.get_many(["k", "bad-json", "bad-status", "bad-model"]) == {"k": entry()}
+    keys = ["k", "bad-json", "bad-status", "bad-model", "bad-verdict"]
+    assert store.get_many(keys) == {"k": entry()}
 
 
 def test_a_store_that_cannot_be_written_warns_once_and_misses(tmp_path):

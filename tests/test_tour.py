@@ -134,3 +134,57 @@ def test_tour_in_a_notebook_frontend_allows_an_edited_rerun(tmp_path):
         assert note.data["text/plain"].startswith("Re-checked ")
         assert "no new errors" in note.data["text/plain"]
         assert result.text == "10\n"
+
+
+# -- notebooks/teaching.ipynb: verdicts and graded exercises -----------------------------------
+
+TEACHING = TOUR.parent / "teaching.ipynb"
+REJECTED = ["rejected-changed", "rejected-sorry", "rejected-native", "rejected-axiom"]
+
+
+def test_teaching_sheet_is_an_nbgrader_sheet_saved_with_its_outputs():
+    nb = nbformat.read(TEACHING, as_version=4)
+    assert nb.metadata.kernelspec.name == "lean4" and nb.metadata.language_info.name == "lean4"
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(cell.outputs for cell in code), "run it and save it with its outputs"
+    tagged = [c.id for c in code if "raises-exception" in c.metadata.get("tags", [])]
+    assert tagged == REJECTED
+    graded = {c.id: c.metadata.nbgrader for c in code if "nbgrader" in c.metadata}
+    checks = [grade_id for grade_id, meta in graded.items() if meta["grade"]]
+    assert checks == ["check-add-zero", "check-pow", "check-big"]
+    assert all(graded[c]["locked"] and graded[c]["points"] == 1 for c in checks)
+    answers = [grade_id for grade_id, meta in graded.items() if meta["solution"]]
+    assert all("-- BEGIN SOLUTION" in by_id(nb)[a].source for a in answers) and len(answers) == 3
+
+
+def test_teaching_sheet_runs_top_to_bottom_with_nbclient(tmp_path):
+    saved = by_id(nbformat.read(TEACHING, as_version=4))
+    nb = nbformat.read(TEACHING, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    NotebookClient(
+        nb, timeout=60, kernel_name="lean4", resources={"metadata": {"path": tmp_path}}
+    ).execute()
+    cells = by_id(nb)
+    assert text_of(cells["verdict-proved"]) == "add_comm': proved\n"
+    assert text_of(cells["verdict-sorry"]).startswith("zero_add': sorry\n")
+    assert text_of(cells["verdict-axiom"]).startswith(
+        "cheat: axioms cheat\none_eq_two: axioms cheat"
+    )
+    assert "cheat  declared with `axiom`: nothing checks it" in text_of(cells["axioms-magic"])
+    for check in ("check-add-zero", "check-pow", "check-big"):
+        assert "answers the exercise: proved as stated" in text_of(cells[check]), check
+    assert errors(nb) == REJECTED
+    words = {cell_id: cells[cell_id].outputs[-1].evalue for cell_id in REJECTED}
+    assert words == {
+        "rejected-changed": "`mul_comm'` is not accepted: this proves a different statement "
+        "than the exercise asks (`mul_comm' (a b : Nat) : a * b = b * a`).",
+        "rejected-sorry": "`succ_pos'` is not accepted: this proof still uses sorry.",
+        "rejected-native": "`ten_lt` is not accepted: native_decide is not allowed in this "
+        "exercise.",
+        "rejected-axiom": "`not_false` is not accepted: this relies on the axiom `cheat`.",
+    }
+    # The outputs saved in the notebook are this run's.
+    ran = {i: text_of(c) for i, c in cells.items() if c.cell_type == "code"}
+    assert ran == {i: text_of(c) for i, c in saved.items() if c.cell_type == "code"}

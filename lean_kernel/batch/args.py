@@ -2,8 +2,8 @@
 
 Shared by the IPython extension and the Lean kernel, so both read
 ``%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o VAR]
-[--sep LINE] [-i VAR] [--progress MODE] [--no-cache] [--cluster ADDRESS]`` the same way and cut
-the body at the same separator lines.
+[--sep LINE] [-i VAR] [--progress MODE] [--no-cache] [--cluster ADDRESS] [--require proved]
+[--allow native_decide]`` the same way and cut the body at the same separator lines.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from lean_kernel.engine.heartbeats import HeartbeatSetting, parse_heartbeats
 from lean_kernel.engine.settings import parse_seconds
+from lean_kernel.engine.verdict import ALLOWANCES
 
 __all__ = [
     "DEFAULT_OUTPUT",
@@ -37,7 +38,8 @@ PROGRESS_MODES = ("auto", "widget", "text", "none")
 
 USAGE = (
     "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o VAR] "
-    "[--sep LINE] [-i VAR] [--progress auto|widget|text|none] [--no-cache] [--cluster ADDRESS]"
+    "[--sep LINE] [-i VAR] [--progress auto|widget|text|none] [--no-cache] [--cluster ADDRESS] "
+    "[--require proved] [--allow native_decide]"
 )
 
 
@@ -63,6 +65,10 @@ class BatchArgs:
     cache: bool = True
     #: the address of a cluster to run the batch on (``--cluster``); None: this machine
     cluster: str | None = None
+    #: the verdict every command must have (``--require proved``); None: any
+    require: str | None = None
+    #: axioms allowed beyond the standard ones, by word (``--allow native_decide``)
+    allow: tuple[str, ...] = ()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,6 +105,8 @@ def _parser(usage: str) -> _Parser:
     parser.add_argument("--progress", choices=PROGRESS_MODES)
     parser.add_argument("--no-cache", dest="cache", action="store_false")
     parser.add_argument("--cluster")
+    parser.add_argument("--require", choices=("proved",))
+    parser.add_argument("--allow", action="append", choices=sorted(ALLOWANCES), default=[])
     return parser
 
 
@@ -139,6 +147,8 @@ def parse_batch_args(line: str, usage: str = USAGE) -> BatchArgs:
         progress=args.progress,
         cache=args.cache,
         cluster=args.cluster.strip() if args.cluster is not None else None,
+        require=args.require,
+        allow=tuple(args.allow),
     )
 
 

@@ -8,10 +8,13 @@ only what it had not finished when it is run again.
 A key is everything the answer depends on: the namespace (Lean, REPL, project:
 ``engine.resultstore.namespace_of``), the header (imports) the item runs on, its settings lines
 and body with the lines they start at (positions in the answer are those of the command as
-written), the options of its request template (``all_tactics``, ``infotree``...) and the
-heartbeat limit. What is stored is the item's answer exactly as the batch returns it (shifted to
-the command's positions, ids hidden), so a hit is the same ``ItemResult`` a fresh run gives,
-except for ``time`` and ``header_time`` (0.0: nothing ran) and ``worker`` (`CACHE_WORKER`).
+written), the options of its request template (``all_tactics``, ``infotree``...), the
+heartbeat limit and the item's reference statement. What is stored is the item's answer exactly
+as the batch returns it (shifted to the command's positions, ids hidden), with what its verdict's
+checks found (``#print axioms`` of each declaration, the statement check); a hit is judged again
+from them under this batch's rules (allowed axioms, the escape scan), so it is the same
+``ItemResult`` a fresh run gives, except for ``time`` and ``header_time`` (0.0: nothing ran) and
+``worker`` (`CACHE_WORKER`). An answer whose verdict check failed (``unknown``) is not kept.
 Direct items (requests on kept states, proof steps) are never cached.
 
 ``%lean_cache info | clear`` is here too, once for both hosts (`cache_command`).
@@ -25,13 +28,20 @@ import time
 
 from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.results import ItemResult
-from lean_kernel.engine.outcome import status_of
+from lean_kernel.engine.outcome import outcome_of, status_of
 from lean_kernel.engine.resultstore import (
     STORE_ENV_VAR,
     ResultStore,
     StoredResult,
     result_key,
     stored_result,
+)
+from lean_kernel.engine.verdict import (
+    STANDARD_AXIOMS,
+    command_verdict,
+    failure_verdict,
+    judge_evidence,
+    scan_escapes,
 )
 
 __all__ = ["CACHE_USAGE", "CACHE_WORKER", "BatchCache", "CacheUsageError", "cache_command"]
@@ -51,12 +61,20 @@ class BatchCache:
     ``namespace`` says which Lean the answers come from (``namespace_of(config)``); ``heartbeats``
     names the ``maxHeartbeats`` limit the batch's commands run under (best the resolved limit,
     e.g. ``heartbeat_limit(setting, timeout, rate)``, so ``auto`` and the same number share
-    entries; None for none). ``hits`` and ``stored`` count what this object looked up and wrote.
+    entries; None for none); ``allowed`` the axioms a ``proved`` verdict may rest on. ``hits``
+    and ``stored`` count what this object looked up and wrote.
     Thread-safe: the pool may call ``remember`` from any result path.
     """
 
-    def __init__(self, store: ResultStore, namespace: str, heartbeats: object = None) -> None:
+    def __init__(
+        self,
+        store: ResultStore,
+        namespace: str,
+        heartbeats: object = None,
+        allowed: frozenset[str] = STANDARD_AXIOMS,
+    ) -> None:
         self.store = store
+        self.allowed = allowed
         self.namespace = namespace
         self.heartbeats = "none" if heartbeats is None else str(heartbeats)
         self.hits = 0
@@ -82,6 +100,7 @@ class BatchCache:
             str(item.line_offset),
             json.dumps(options, sort_keys=True, separators=(",", ":")),
             self.heartbeats,
+            json.dumps(item.statement),
         )
 
     def lookup(self, header: str | None, items: list[BatchItem]) -> dict[int, ItemResult]:
@@ -91,17 +110,27 @@ class BatchCache:
         hits: dict[int, ItemResult] = {}
         for item in items:
             entry = found.get(keys[item.index] or "")
-            if entry is None:
-                continue
+            if entry is None or entry.verdict is None:
+                continue  # none kept, or kept without what its verdict needs
             response = entry.to_response()
             if status_of(response) != entry.status:
                 continue  # not what this version would call it: run it again
+            outcome = outcome_of(entry.status, response)
+            escapes = scan_escapes(item.judged_text)
+            evidence = entry.verdict.get("declarations")
+            if not isinstance(evidence, list) or not all(isinstance(e, dict) for e in evidence):
+                continue  # not what this version wrote: run it again
+            declarations = [judge_evidence(e, outcome, escapes, self.allowed) for e in evidence]
+            verdict = command_verdict(outcome, item.judged_text, declarations)
             hits[item.index] = ItemResult(
                 index=item.index,
                 command=item.text,
                 status=entry.status,  # type: ignore[arg-type]  # a stored status is a status
                 response=response,
                 worker=CACHE_WORKER,
+                verdict=verdict.verdict,
+                verdict_reason=verdict.reason,
+                declarations=verdict.declarations,
             )
         with self._lock:
             self.hits += len(hits)
@@ -113,7 +142,12 @@ class BatchCache:
         if result.worker == CACHE_WORKER:
             return
         key = self.key(header, item)
-        entry = stored_result(result.status, result.response, result.time)
+        if failure_verdict(result.outcome) is None and any(
+            not declaration.listed for declaration in result.declarations
+        ):
+            return  # its verdict check failed (maybe for a passing reason): not an answer
+        checks = {"declarations": [declaration.evidence() for declaration in result.declarations]}
+        entry = stored_result(result.status, result.response, result.time, checks)
         if key is None or entry is None:
             return
         with self._lock:

@@ -3,19 +3,53 @@
 A string (or a ``Command`` without ``env``) is split into its header (imports; ``open`` and
 ``set_option`` lines travel with the item as its settings) and its body; the group key is the
 imports. A request on a kept state, a proof step, or anything with ``keep_states`` is a direct
-item (group ``DIRECT``): it is sent as it is.
+item (group ``DIRECT``): it is sent as it is. An item may carry a reference statement, which
+its proof must prove (``statement changed`` otherwise): checked here, when the batch is made.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lean_kernel.batch.headers import split_header, split_imports
 from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.scheduler import DIRECT
 from lean_kernel.engine.protocol import BaseREPLQuery, Command, FileCommand, ProofStep
+from lean_kernel.engine.verdict import Verdict
+from lean_kernel.text.syntax import IDENT_RE, declared_names, mask
 
-__all__ = ["batch_item", "command_texts"]
+__all__ = [
+    "batch_item",
+    "command_texts",
+    "reference_statement",
+    "required_verdict",
+    "statements_for",
+]
+
+#: What ``require=`` accepts.
+REQUIRABLE: tuple[Verdict, ...] = ("proved",)
+
+
+def required_verdict(require: str | None) -> Verdict | None:
+    """``require`` checked: None, or a verdict every item must have (``proved``)."""
+    if require is not None and require not in REQUIRABLE:
+        raise ValueError(f"require takes {' or '.join(REQUIRABLE)} (or None), not {require!r}")
+    return require  # type: ignore[return-value]  # checked just above
+
+
+def statements_for(statements: Sequence[str | None] | None, count: int) -> list[str | None]:
+    """The reference statement of each of ``count`` commands (None: none), from the parallel
+    list ``statements``; a ValueError when its length is not ``count``."""
+    if statements is None:
+        return [None] * count
+    if isinstance(statements, str) or len(statements) != count:
+        raise ValueError(
+            f"statements must be a list with one entry per command ({count}): a statement "
+            "such as 'theorem foo (n : Nat) : n + 0 = n', or None where there is none"
+        )
+    return list(statements)
 
 
 def command_texts(commands: list[Any]) -> list[str]:
@@ -36,16 +70,28 @@ def command_texts(commands: list[Any]) -> list[str]:
 
 
 def batch_item(
-    index: int, command: Any, text: str, header: str | None, keep_states: bool
+    index: int,
+    command: Any,
+    text: str,
+    header: str | None,
+    keep_states: bool,
+    statement: str | None = None,
 ) -> tuple[str | None, BatchItem]:
-    """The group key (header, or DIRECT) and the item for one command of a batch."""
+    """The group key (header, or DIRECT) and the item for one command of a batch, with its
+    reference ``statement`` (a ValueError saying what to give when it is not one)."""
+    reference = reference_statement(statement) if statement is not None else None
     if isinstance(command, str):
         template = None
     elif isinstance(command, Command) and command.env is None:
         template = command
     elif isinstance(command, BaseREPLQuery):
         return DIRECT, BatchItem(
-            index=index, text=text, request=command, direct=True, keep_state=keep_states
+            index=index,
+            text=text,
+            request=command,
+            direct=True,
+            keep_state=keep_states,
+            statement=reference,
         )
     else:
         raise TypeError(
@@ -55,7 +101,12 @@ def batch_item(
     if keep_states:
         request = template if template is not None else Command(cmd=text)
         return DIRECT, BatchItem(
-            index=index, text=text, request=request, direct=True, keep_state=True
+            index=index,
+            text=text,
+            request=request,
+            direct=True,
+            keep_state=True,
+            statement=reference,
         )
     text = text.replace("\r\n", "\n")
     if header is not None:
@@ -74,4 +125,52 @@ def batch_item(
         settings=imports.body,
         settings_offset=imports.line_offset,
         request=template,
+        statement=reference,
     )
+
+
+# -- reference statements ------------------------------------------------------------------------
+
+_STATEMENT_HEAD = re.compile(r"\b(theorem|lemma|def|abbrev)\s+")
+_OPENERS = "([{⦃⟨"
+_CLOSERS = ")]}⦄⟩"
+
+
+def reference_statement(text: str) -> tuple[str, str]:
+    """``(NAME, TYPE)`` of a reference statement given as Lean writes one, ``theorem NAME
+    BINDERS : TYPE`` (a proof after ``:=`` is ignored, e.g. ``:= by sorry``); TYPE closes over
+    the binders (``∀ BINDERS, TYPE``). A ValueError saying what to give for anything else."""
+    masked = mask(text).text
+    head = _STATEMENT_HEAD.search(masked)
+    name = IDENT_RE.match(masked, head.end()) if head else None
+    names = declared_names(text)
+    if head is None or name is None or not names:
+        raise ValueError(
+            f"a reference statement is a theorem without its proof, e.g. 'theorem foo (n : Nat) "
+            f": n + 0 = n', not {text.strip()[:80]!r}"
+        )
+    colon = _top_level(
+        masked, name.end(), lambda k: masked[k] == ":" and masked[k + 1 : k + 2] != "="
+    )
+    if colon < 0:
+        raise ValueError(f"the reference statement {names[0]!r} has no ': TYPE'")
+    end = _top_level(masked, colon + 1, lambda k: masked.startswith(":=", k))
+    binders = text[name.end() : colon].strip()
+    statement = text[colon + 1 : end if end >= 0 else len(text)].strip()
+    if not statement:
+        raise ValueError(f"the reference statement {names[0]!r} has an empty type")
+    return names[0], f"∀ {binders}\n  , {statement}" if binders else statement
+
+
+def _top_level(masked: str, start: int, hit: Callable[[int], bool]) -> int:
+    """The first index from ``start`` outside brackets where ``hit`` holds; -1 if none."""
+    depth = 0
+    for k in range(start, len(masked)):
+        char = masked[k]
+        if char in _OPENERS:
+            depth += 1
+        elif char in _CLOSERS:
+            depth -= 1
+        elif depth == 0 and hit(k):
+            return k
+    return -1

@@ -29,7 +29,7 @@ from lean_kernel.batch.results import ItemResult
 from lean_kernel.batch.workers import HeaderEnv, Worker
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.heartbeats import HeartbeatSetting
-from lean_kernel.engine.outcome import status_of, status_of_exception
+from lean_kernel.engine.outcome import outcome_of, status_of, status_of_exception
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
     Command,
@@ -38,6 +38,12 @@ from lean_kernel.engine.protocol import (
     Response,
 )
 from lean_kernel.engine.sessioncache import SessionEntry
+from lean_kernel.engine.verdict import (
+    STANDARD_AXIOMS,
+    CommandVerdict,
+    command_verdict,
+    verdicts_for,
+)
 from lean_kernel.errors import LeanKernelError, ReplCancelledError, StaleStateError
 
 __all__ = [
@@ -60,7 +66,9 @@ class BatchItem:
     lines, which start at line ``settings_offset + 1``), with the template's options; positions
     of the body are shifted by ``line_offset``. A
     direct item (``direct=True``) sends ``request`` as is, e.g. a ``ProofStep`` or a command on a
-    kept env; with ``keep_state`` its states go into the session cache.
+    kept env; with ``keep_state`` its states go into the session cache. ``statement``: the
+    reference statement its proof must prove, as ``(NAME, TYPE)`` (``items.reference_statement``),
+    or None.
     """
 
     index: int
@@ -72,6 +80,15 @@ class BatchItem:
     request: BaseREPLQuery | None = None
     direct: bool = False
     keep_state: bool = False
+    statement: tuple[str, str] | None = None
+
+    @property
+    def judged_text(self) -> str:
+        """What the verdict reads (declarations, escapes): the command, after the settings lines
+        of an explicit header when it runs on one (its own settings are part of it)."""
+        if self.settings.strip() and self.settings.strip() not in self.text:
+            return f"{self.settings.rstrip()}\n{self.text}"
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,7 @@ class BatchJob:
     engine (``pinned``) each slot is a worker of its own in the process that hosts the slot, so
     the headers the scheduler thinks a slot holds are really there. ``session_entries`` are the
     pool's kept states, for a remote process to replay (items on a kept ``env`` or proof state).
+    ``allowed``: the axioms a ``proved`` verdict may rest on (``engine.verdict.allowed_axioms``).
     """
 
     pool_id: str
@@ -98,6 +116,7 @@ class BatchJob:
     server_options: dict[str, Any] = field(default_factory=dict)
     pinned: bool = False
     session_entries: tuple[SessionEntry, ...] = ()
+    allowed: frozenset[str] = STANDARD_AXIOMS
 
 
 @dataclass(frozen=True)
@@ -228,7 +247,9 @@ def _run_item(
                 add_to_session_cache=item.keep_state,
                 heartbeats=job.heartbeats,
             )
-            return _answered(item, response, time.perf_counter() - start, 0.0, worker.label())
+            seconds = time.perf_counter() - start
+            verdict = _verdict(worker, job, item, response, cancel)
+            return _answered(item, response, seconds, 0.0, worker.label(), verdict)
         assert job.header is not None
         for attempt in range(2):
             try:
@@ -255,13 +276,35 @@ def _run_item(
                     raise
                 continue
             seconds = time.perf_counter() - start
+            verdict = _verdict(worker, job, item, response, cancel)
             response = shift_response(response, item.line_offset, list(held.response.messages))
-            return _answered(item, response, seconds, header_time, worker.label())
+            return _answered(item, response, seconds, header_time, worker.label(), verdict)
         raise AssertionError("unreachable")
     except _HeaderFailed:
         raise
     except Exception as error:  # noqa: BLE001 - one item's failure is its result
         return failed_result(item, error, worker.label(), time.perf_counter() - start, header_time)
+
+
+def _verdict(
+    worker: Worker, job: BatchJob, item: BatchItem, response: Response, cancel: threading.Event
+) -> CommandVerdict:
+    """The item's verdict, asked of the REPL that just ran it, on the env its body built (one
+    more round trip: ``#print axioms`` of each declaration, its reference statement checked)."""
+    outcome = outcome_of(status_of(response), response)
+    env = response.env if isinstance(response, CommandResponse) else None
+    if env is None:  # nothing to ask about (a failure, a proof step): the outcome says it all
+        return command_verdict(outcome, item.judged_text)
+    statements = dict([item.statement]) if item.statement else None
+
+    def run(command: Command) -> Response:
+        return worker.server.run(
+            command, timeout=job.timeout, cancel=cancel, heartbeats=job.heartbeats
+        )
+
+    text = item.judged_text
+    declarations = verdicts_for(run, env, text, outcome, job.allowed, statements)
+    return command_verdict(outcome, text, declarations)
 
 
 def _header(
@@ -321,11 +364,16 @@ def detached(response: Response) -> Response:
 
 
 def _answered(
-    item: BatchItem, response, seconds: float, header_time: float, worker: str
+    item: BatchItem,
+    response: Response,
+    seconds: float,
+    header_time: float,
+    worker: str,
+    verdict: CommandVerdict | None = None,
 ) -> ItemResult:
     if not item.direct and not isinstance(response, LeanError):
         response = detached(response)
-    return _result(item, response, None, worker, seconds, header_time)
+    return _result(item, response, None, worker, seconds, header_time, verdict)
 
 
 def failed_result(
@@ -352,9 +400,13 @@ def _result(
     worker: str,
     seconds: float,
     header_time: float,
+    verdict: CommandVerdict | None = None,
 ) -> ItemResult:
-    """An item's result: Lean's ``response``, or the ``error`` raised in its place."""
+    """An item's result: Lean's ``response``, or the ``error`` raised in its place, with its
+    ``verdict`` (None: from its outcome alone)."""
     status = status_of_exception(error) if error is not None else status_of(response)
+    if verdict is None:
+        verdict = command_verdict(outcome_of(status, response, error), item.judged_text)
     return ItemResult(
         index=item.index,
         command=item.text,
@@ -364,6 +416,9 @@ def _result(
         time=seconds,
         header_time=header_time,
         worker=worker,
+        verdict=verdict.verdict,
+        verdict_reason=verdict.reason,
+        declarations=verdict.declarations,
     )
 
 

@@ -81,6 +81,8 @@ def start_batch(host: BatchHost, args: BatchArgs, commands: list[str]) -> BatchR
         heartbeats=heartbeats,
         label=args.output,
         cache=args.cache,
+        require=args.require,
+        allow=args.allow,
     )
     run = BatchRun(args.output, handle, workers=pool.num_workers)
     host.keeper.add(run)

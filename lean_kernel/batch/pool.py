@@ -48,7 +48,7 @@ import threading
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lean_kernel.batch.caching import BatchCache
@@ -56,7 +56,7 @@ from lean_kernel.batch.capacity import WorkerPlan, plan_workers
 from lean_kernel.batch.dispatch import Dispatcher
 from lean_kernel.batch.engines import ClusterSpec, engine_for
 from lean_kernel.batch.handle import BatchHandle
-from lean_kernel.batch.items import batch_item, command_texts
+from lean_kernel.batch.items import batch_item, command_texts, required_verdict, statements_for
 from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.results import BatchResults, ItemResult, ResponseList
 from lean_kernel.batch.scheduler import DIRECT
@@ -76,6 +76,7 @@ from lean_kernel.engine.protocol import (
 from lean_kernel.engine.resultstore import ResultStore, open_store
 from lean_kernel.engine.sessioncache import ReplaySessionCache
 from lean_kernel.engine.settings import DEFAULT_IDLE_TIMEOUT
+from lean_kernel.engine.verdict import allowed_axioms
 
 __all__ = ["BatchHandle", "LeanServerPool", "WorkerPlan", "plan_workers"]
 
@@ -244,6 +245,9 @@ class LeanServerPool:
         label: str = "batch",
         heartbeats: HeartbeatSetting | str | None = None,
         cache: bool = True,
+        require: str | None = None,
+        allow: Iterable[str] = (),
+        statements: Sequence[str | None] | None = None,
     ) -> BatchHandle:
         """Start checking ``commands`` and return at once; results fill ``handle.results``.
 
@@ -261,6 +265,14 @@ class LeanServerPool:
         cache, usable with ``run``; slower, and only on this process's workers). ``cache``: use
         the pool's result cache for this batch (commands it has answered before are answered
         from it, new deterministic answers are kept); False runs and keeps nothing there.
+
+        Every item gets a verdict (``item.verdict``: ``proved``, ``sorry``, ``axioms``,
+        ``escape``, ``statement changed``, ``unknown`` or its failure; see
+        ``lean_kernel.engine.verdict``), asked of its REPL right after it runs. ``allow``
+        (e.g. ``("native_decide",)``) permits axioms beyond the standard three; ``require``
+        (``"proved"``) makes every item with another verdict an error (``UnprovedError``, Lean's
+        response kept); ``statements`` gives each command a reference statement (a parallel
+        list; ``theorem NAME BINDERS : TYPE``, or None) its proof must prove exactly.
         """
         if self.closed:
             raise RuntimeError("this LeanServerPool is closed")
@@ -277,16 +289,19 @@ class LeanServerPool:
             )
         commands = list(commands)
         texts = command_texts(commands)
+        references = statements_for(statements, len(commands))
+        allowed = allowed_axioms(allow)
+        results = BatchResults(texts, label=label, require=required_verdict(require))
         batch_id = uuid.uuid4().hex
-        handle = BatchHandle(
-            self._dispatcher, batch_id, BatchResults(texts, label=label), owner=self
-        )
+        handle = BatchHandle(self._dispatcher, batch_id, results, owner=self)
         handle.results.on_cancel(handle.cancel)
         groups: dict[str | None, list[BatchItem]] = {}
         refused: list[ItemResult] = []
         for index, command in enumerate(commands):
             try:
-                key, item = batch_item(index, command, texts[index], header, keep_states)
+                key, item = batch_item(
+                    index, command, texts[index], header, keep_states, references[index]
+                )
                 if item.direct and not direct_ok:
                     raise ValueError(
                         f"batch item {index} refers to a kept state (or is not a command); "
@@ -303,6 +318,7 @@ class LeanServerPool:
             "timeout": timeout_per_cmd if timeout_per_cmd is not None else self.config.timeout,
             "header_timeout": header_timeout,
             "heartbeats": heartbeats,
+            "allowed": allowed,
         }
         answered = self._answer_from_cache(handle, groups, timeouts) if cache else []
         self._dispatcher.add_batch(handle, groups, timeouts)
@@ -320,7 +336,9 @@ class LeanServerPool:
     ) -> list[ItemResult]:
         """Take the items the result store answers out of ``groups`` (returned, to record) and
         have the batch's new answers kept there."""
-        batch_cache = self._batch_cache(timeouts["heartbeats"], timeouts["timeout"])
+        batch_cache = self._batch_cache(
+            timeouts["heartbeats"], timeouts["timeout"], timeouts["allowed"]
+        )
         if batch_cache is None:
             return []
         answered: list[ItemResult] = []
@@ -340,7 +358,7 @@ class LeanServerPool:
         return answered
 
     def _batch_cache(
-        self, heartbeats: HeartbeatSetting | None, timeout: float | None
+        self, heartbeats: HeartbeatSetting | None, timeout: float | None, allowed: frozenset[str]
     ) -> BatchCache | None:
         """The result store as a batch with these limits uses it; None when it is off or the
         namespace (which Lean answers) cannot be known."""
@@ -359,7 +377,7 @@ class LeanServerPool:
         setting = heartbeats if heartbeats is not None else self.config.heartbeats
         rate = self.config.heartbeat_rate or DEFAULT_HEARTBEAT_RATE
         limit = heartbeat_limit(setting, timeout, rate)
-        return BatchCache(self.result_store, self._namespace, limit)
+        return BatchCache(self.result_store, self._namespace, limit, allowed)
 
     def run_batch(
         self,
@@ -371,6 +389,9 @@ class LeanServerPool:
         header_timeout: float | None = None,
         keep_states: bool = False,
         heartbeats: HeartbeatSetting | str | None = None,
+        require: str | None = None,
+        allow: Iterable[str] = (),
+        statements: Sequence[str | None] | None = None,
     ) -> ResponseList:
         """Check ``commands`` and return their responses in input order, with the exception
         raised by an item in its place (``.results`` has per-item status and time).
@@ -386,6 +407,9 @@ class LeanServerPool:
             header_timeout=header_timeout,
             keep_states=keep_states,
             heartbeats=heartbeats,
+            require=require,
+            allow=allow,
+            statements=statements,
         )
         return handle.result().responses()
 

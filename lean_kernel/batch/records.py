@@ -3,12 +3,14 @@
 A cluster's event channels (Dask's ``log_event``) carry only plain data (msgpack), and plain data
 cannot run code when read back, unlike a pickle. So a finished item goes out as a record: its
 status and times, Lean's answer in the REPL's own JSON wire format, and an exception as its type
-name, message and typed fields; ``item_from_record`` rebuilds the same ``ItemResult``.
+name, message and typed fields, its verdict with each declaration's; ``item_from_record``
+rebuilds the same ``ItemResult``.
 """
 
 from __future__ import annotations
 
 import builtins
+from dataclasses import asdict
 from typing import Any
 
 from lean_kernel import errors
@@ -19,6 +21,7 @@ from lean_kernel.engine.protocol import (
     ProofStepResponse,
     Response,
 )
+from lean_kernel.engine.verdict import DeclVerdict, Escape, UnprovedError
 
 __all__ = ["error_from_record", "error_to_record", "item_from_record", "item_to_record"]
 
@@ -41,6 +44,9 @@ def item_to_record(item: ItemResult) -> dict[str, Any]:
         "time": item.time,
         "header_time": item.header_time,
         "worker": item.worker,
+        "verdict": item.verdict,
+        "verdict_reason": item.verdict_reason,
+        "declarations": [asdict(declaration) for declaration in item.declarations],
     }
 
 
@@ -56,6 +62,16 @@ def item_from_record(record: dict[str, Any]) -> ItemResult:
         time=float(record.get("time", 0.0)),
         header_time=float(record.get("header_time", 0.0)),
         worker=str(record.get("worker", "")),
+        verdict=record.get("verdict", "unknown"),
+        verdict_reason=str(record.get("verdict_reason", "")),
+        declarations=tuple(_declaration(d) for d in record.get("declarations") or ()),
+    )
+
+
+def _declaration(record: dict[str, Any]) -> DeclVerdict:
+    escapes = tuple(Escape(**escape) for escape in record.get("escapes") or ())
+    return DeclVerdict(
+        **{**record, "axioms": tuple(record.get("axioms") or ()), "escapes": escapes}
     )
 
 
@@ -90,7 +106,7 @@ def error_from_record(record: dict[str, Any]) -> BaseException:
     """The exception a record stands for: lean_kernel's own errors and Python's builtin ones
     come back as themselves, with their fields; any other as a ``LeanKernelError`` naming it."""
     name, message = str(record["type"]), str(record.get("message", ""))
-    cls = getattr(errors, name, None)
+    cls = UnprovedError if name == UnprovedError.__name__ else getattr(errors, name, None)
     if not (isinstance(cls, type) and issubclass(cls, errors.LeanKernelError)):
         cls = getattr(builtins, name, None)
         if not (isinstance(cls, type) and issubclass(cls, Exception)):

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, overload
 
 from lean_kernel.display import render_table
@@ -35,6 +35,13 @@ from lean_kernel.engine.protocol import (
     CommandResponse,
     Message,
     Response,
+)
+from lean_kernel.engine.verdict import (
+    VERDICTS,
+    DeclVerdict,
+    UnprovedError,
+    Verdict,
+    command_verdict,
 )
 
 __all__ = ["BatchResults", "ItemResult", "ItemStatus", "ResponseList"]
@@ -58,6 +65,14 @@ class ItemResult(ResponseReading):
     ``lean_kernel.engine.outcome``). ``time`` is the seconds spent on the command itself;
     ``header_time`` the seconds this item spent elaborating its header (0 when the worker
     already had it).
+
+    ``verdict`` says whether it is *proved* (``lean_kernel.engine.verdict``): ``proved``,
+    ``sorry``, ``axioms``, ``escape``, ``statement changed``, ``unknown``, or the failure
+    (``error``, ``timeout``...); ``verdict_reason`` says why in words, ``declarations`` has one
+    verdict per declaration the command adds. A failed item's verdict is its failure; one not
+    finished yet is ``unknown``. In a batch that requires ``proved``, an item whose verdict is
+    another has status ``error``: Lean's ``response`` is kept as it was, and ``error`` is an
+    ``UnprovedError`` saying why (so ``run_batch`` returns it in the item's place).
     """
 
     index: int
@@ -68,6 +83,16 @@ class ItemResult(ResponseReading):
     time: float = 0.0
     header_time: float = 0.0
     worker: str = ""
+    verdict: Verdict = "unknown"
+    verdict_reason: str = ""
+    declarations: tuple[DeclVerdict, ...] = ()
+
+    def __post_init__(self) -> None:
+        # An item that failed before anyone judged it (refused, cancelled...): its failure.
+        if self.status in FAILED and self.verdict == "unknown" and not self.verdict_reason:
+            judged = command_verdict(self.outcome, "")
+            object.__setattr__(self, "verdict", judged.verdict)
+            object.__setattr__(self, "verdict_reason", judged.reason)
 
     @property
     def ok(self) -> bool:
@@ -89,8 +114,10 @@ class ItemResult(ResponseReading):
     @property
     def messages(self) -> list[Message]:
         """Lean's messages; a refused request or an exception shows as one error message."""
-        if self.response is None and self.error is not None:
-            return [error_message(f"{type(self.error).__name__}: {self.error}")]
+        if self.error is not None:
+            failure = error_message(f"{type(self.error).__name__}: {self.error}")
+            # A response beside an error: Lean's answer to a command a requirement failed.
+            return [*super().messages, failure] if self.response is not None else [failure]
         return super().messages
 
     @property
@@ -120,6 +147,7 @@ class ItemResult(ResponseReading):
             "time": round(self.time, 4),
             "header_time": round(self.header_time, 4),
             "outcome": self.outcome,
+            "verdict": self.verdict if self.done else "pending",
             "errors": len(self.errors),
             "sorries": len(self.sorries),
             "first_message": self.first_message(),
@@ -148,8 +176,12 @@ class BatchResults(Sequence[ItemResult]):
     ``summary()`` counts outcomes and times; ``to_pandas()`` gives one row per item.
     """
 
-    def __init__(self, commands: Sequence[str], *, label: str = "batch") -> None:
+    def __init__(
+        self, commands: Sequence[str], *, label: str = "batch", require: Verdict | None = None
+    ) -> None:
         self.label = label
+        #: the verdict every item must have (``proved``), or None
+        self.require = require
         self._lock = threading.Lock()
         self._items = [ItemResult(index=i, command=c) for i, c in enumerate(commands)]
         self._done = 0
@@ -181,7 +213,11 @@ class BatchResults(Sequence[ItemResult]):
     # -- filling in (by the pool) ----------------------------------------------------------------
 
     def record(self, item: ItemResult) -> bool:
-        """Store a finished item; False when it was already finished (the first answer wins)."""
+        """Store a finished item; False when it was already finished (the first answer wins).
+        With ``require``, an item whose verdict is another is stored as an error (the caller's
+        ``item`` stays Lean's answer: what the result cache keeps)."""
+        if self.require is not None:
+            item = _required(item, self.require)
         with self._lock:
             if self._items[item.index].done:
                 return False
@@ -285,6 +321,16 @@ class BatchResults(Sequence[ItemResult]):
         """Seconds per item, in input order."""
         return [item.time for item in self._items]
 
+    @property
+    def verdicts(self) -> list[str]:
+        """The verdict of each item (``proved``, ``sorry``, ``axioms``...), in input order."""
+        return [item.verdict for item in self._items]
+
+    def verdict_counts(self) -> Counter[str]:
+        """Items per verdict, finished items only, in the order of ``VERDICTS``."""
+        counts = Counter(item.verdict for item in self._items if item.done)
+        return Counter({word: counts[word] for word in VERDICTS if counts[word]})
+
     def summary(self) -> dict[str, Any]:
         """Counts per outcome (each item counted once: an ``out of memory`` item is not also
         ``crashed``, an ``out of heartbeats`` one not also ``error``), ``failed`` (their total),
@@ -312,8 +358,9 @@ class BatchResults(Sequence[ItemResult]):
         return ResponseList(self)
 
     def to_pandas(self):
-        """One row per item (index, status, time, header_time, outcome, errors, sorries,
-        first_message, command, messages, worker); needs pandas (the ``pandas`` extra)."""
+        """One row per item (index, status, time, header_time, outcome, verdict, errors,
+        sorries, first_message, command, messages, worker); needs pandas (the ``pandas``
+        extra)."""
         try:
             import pandas
         except ImportError:
@@ -338,6 +385,7 @@ class BatchResults(Sequence[ItemResult]):
             {
                 "#": item.index,
                 "outcome": item.outcome,
+                "verdict": item.verdict if item.done else "",
                 "time (s)": round(item.time, 3),
                 "message": _short(item.first_message()),
                 "command": _short(item.command),
@@ -356,7 +404,7 @@ class BatchResults(Sequence[ItemResult]):
         """The summary line and the table of items (``text/plain`` and ``text/html``); ``more``
         says where the rest is when not every item is shown."""
         rows, note = self.table_rows(limit)
-        bundle = render_table(rows, ["#", "outcome", "time (s)", "message", "command"])
+        bundle = render_table(rows, ["#", "outcome", "verdict", "time (s)", "message", "command"])
         head = self.summary_line()
         tail = f"{note}; {more}" if note else ""
         plain = "\n".join(filter(None, [head, bundle["text/plain"].rstrip("\n"), tail])) + "\n"
@@ -370,6 +418,17 @@ class BatchResults(Sequence[ItemResult]):
 
     def __repr__(self) -> str:
         return f"<BatchResults {self.summary_line()}>"
+
+
+def _required(item: ItemResult, require: Verdict) -> ItemResult:
+    """``item`` as a batch requiring ``require`` keeps it: an error (``UnprovedError``, Lean's
+    response kept) when its verdict is another; a failure stays the failure it is."""
+    if item.verdict == require or item.status in FAILED or not item.done:
+        return item
+    why = f"this batch requires {require}, and the verdict is {item.verdict}: "
+    why += item.verdict_reason
+    error = UnprovedError(why, verdict=item.verdict, reason=item.verdict_reason)
+    return replace(item, status="error", error=error)
 
 
 def _escape(text: str) -> str:

@@ -28,26 +28,53 @@ from lean_kernel.engine.protocol import (
     ProofStepResponse,
     Response,
 )
+from lean_kernel.engine.verdict import DeclVerdict
 
-__all__ = ["Response", "eval_outputs", "render_error_summary", "render_result"]
+__all__ = [
+    "Response",
+    "eval_outputs",
+    "render_error_summary",
+    "render_result",
+    "render_verdicts",
+]
 
 """What the REPL answers to a command or a proof step."""
 
 
 def render_result(
-    source: str, response: Response, *, line_offset: int = 0, show_eval_output: bool = True
+    source: str,
+    response: Response,
+    *,
+    line_offset: int = 0,
+    show_eval_output: bool = True,
+    verdicts: Sequence[DeclVerdict] = (),
 ) -> dict[str, str]:
     """A Jupyter mimebundle (``text/plain`` and ``text/html``) for a REPL response.
 
-    ``source`` is the cell (for a proof step, the tactic text). Returns ``{}`` when there is
-    nothing to show (no messages, sorries nor goals), so the kernel can send no output at all.
+    ``source`` is the cell (for a proof step, the tactic text); ``verdicts`` those of the
+    declarations it adds (``engine.verdict``), shown first. Returns ``{}`` when there is nothing
+    to show (no verdicts, messages, sorries nor goals), so the kernel can send no output at all.
     """
     args = _render_args(response)
-    options: CellOptions = {"line_offset": line_offset, "show_eval_output": show_eval_output}
+    options: CellOptions = {
+        "line_offset": line_offset,
+        "show_eval_output": show_eval_output,
+        "verdicts": verdicts,
+    }
     plain = render_plain(source, **args, **options)
     if not plain:
         return {}
     return {"text/plain": plain, "text/html": render_html(source, **args, **options)}
+
+
+def render_verdicts(verdicts: Sequence[DeclVerdict]) -> dict[str, str]:
+    """A mimebundle of verdicts alone (one line per declaration); ``{}`` for none."""
+    if not verdicts:
+        return {}
+    return {
+        "text/plain": render_plain("", [], verdicts=verdicts),
+        "text/html": render_html("", [], verdicts=verdicts),
+    }
 
 
 def render_error_summary(

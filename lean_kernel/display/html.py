@@ -21,6 +21,7 @@ from lean_kernel.display.layout import (
     GoalLike,
     Item,
     ProofStatus,
+    VerdictLine,
     segments,
     severity_class,
 )
@@ -92,6 +93,20 @@ S table.lk-table td.lk-num{text-align:right;font-variant-numeric:tabular-nums}
 S table.lk-table td.lk-error{color:var(--jp-error-color1,#d32f2f)}
 S table.lk-table td.lk-warning{color:var(--jp-warn-color0,#e65100)}
 S table.lk-table td.lk-ok{color:var(--jp-success-color1,#388e3c)}
+S .lk-verdicts{display:grid;margin:0 0 6px 0;
+grid-template-columns:minmax(0,max-content) max-content minmax(0,1fr);
+column-gap:1ch;row-gap:3px;align-items:baseline}
+S .lk-verdict{display:contents}
+S .lk-vname{font-weight:bold;overflow-wrap:anywhere}
+S .lk-badge{display:inline-block;padding:0 7px;border:1px solid currentColor;
+border-radius:9px;font-family:var(--jp-ui-font-family,sans-serif);font-size:.92em;
+font-weight:bold;line-height:1.45;white-space:nowrap;
+background:color-mix(in oklab,currentColor 12%,transparent)}
+S .lk-badge.lk-ok{color:var(--jp-success-color1,#388e3c)}
+S .lk-badge.lk-warning{color:var(--jp-warn-color0,#e65100)}
+S .lk-badge.lk-error{color:var(--jp-error-color1,#d32f2f)}
+S .lk-badge.lk-other{color:var(--jp-content-font-color2,rgba(0,0,0,.54))}
+S .lk-why{color:var(--jp-content-font-color2,rgba(0,0,0,.54))}
 """.replace("\n", "").replace("S ", f"{_SCOPE} ")
 _STYLE = f"<style>{_CSS}</style>"
 
@@ -111,7 +126,8 @@ def render_html(
     Returns ``""`` when there is nothing to show.
     """
     cell = CellLayout.of(source, messages, goals, **options)
-    body = [f'<pre class="lk-output">{escape(text)}</pre>' for text in cell.outputs]
+    body = [_html_verdicts(cell.verdicts)] if cell.verdicts else []
+    body += [f'<pre class="lk-output">{escape(text)}</pre>' for text in cell.outputs]
     body.extend(_html_item(item) for item in cell.messages if item.range is None)
     placed = cell.placed()
     if placed:
@@ -244,6 +260,25 @@ def _html_source(lines: list[str], placed: list[Item], context: int) -> str:
     gap(last_text - previous)
     flush()
     return "".join(out)
+
+
+def _html_verdicts(lines: list[VerdictLine]) -> str:
+    """One row per declaration: its name, the verdict's badge beside it (the reason as its
+    tooltip), and the reason in words when the verdict says nothing of the proof; the badges
+    line up in a column."""
+    rows = []
+    for line in lines:
+        # Every row fills the three columns, so the badges stand in one column.
+        shown = line.reason if line.tone == "other" else ""
+        why = f'<span class="lk-why">{escape(shown)}</span>'
+        title = f' title="{_attr(line.reason)}"' if line.reason else ""
+        rows.append(
+            f'<div class="lk-verdict" data-name="{_attr(line.name)}" '
+            f'data-verdict="{_attr(line.verdict)}"><span class="lk-vname">{escape(line.name)}'
+            f'</span><span class="lk-badge lk-{line.tone}"{title}>{escape(line.badge)}</span>'
+            f"{why}</div>"
+        )
+    return f'<div class="lk-verdicts">{"".join(rows)}</div>'
 
 
 def _html_status(status: ProofStatus) -> str:

@@ -26,6 +26,12 @@ from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 from lean_kernel.engine.protocol import Message, Pos, Sorry
+from lean_kernel.engine.verdict import (
+    NATIVE_DECIDE_AXIOMS,
+    STANDARD_AXIOMS,
+    DeclVerdict,
+    is_allowed,
+)
 
 __all__ = [
     "SEVERITY_RANK",
@@ -35,6 +41,7 @@ __all__ = [
     "Item",
     "ProofStatus",
     "Range",
+    "VerdictLine",
     "cell_lines",
     "char_width",
     "is_eval_output",
@@ -57,13 +64,15 @@ class CellOptions(TypedDict, total=False):
     ``line_offset``: cell lines before the text sent to the REPL (default 0). ``proof_state`` and
     ``status``: a proof step's new state and ``proofStatus``, shown as a header line.
     ``show_eval_output=False`` leaves ``#eval`` output out, for a kernel that sends it as a
-    stream instead (default True).
+    stream instead (default True). ``verdicts``: the verdict of each declaration of the cell
+    (``engine.verdict``), shown first, one line each.
     """
 
     line_offset: int
     proof_state: int | None
     status: str | None
     show_eval_output: bool
+    verdicts: Sequence[DeclVerdict]
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,66 @@ def proof_step_error(status: str) -> str | None:
     return status.removeprefix("Error: ") if status.startswith("Error") else None
 
 
+#: The style each verdict reads in (the rest: ``error``): green proved, amber sorry, grey for a
+#: verdict that says nothing about the proof (its check failed, or it never ran to the end).
+_VERDICT_TONES: dict[str, Literal["ok", "warning", "other"]] = {
+    "proved": "ok",
+    "sorry": "warning",
+    "unknown": "other",
+    "stopped": "other",
+    "cancelled": "other",
+}
+# A badge names this many axioms or escapes, then says how many more there are.
+_BADGE_NAMES = 2
+
+
+@dataclass(frozen=True)
+class VerdictLine:
+    """One declaration's verdict as both renderings show it: ``foo: axioms cheat`` in text, a
+    badge reading ``axioms: cheat`` beside the name in HTML."""
+
+    name: str
+    verdict: str
+    #: what follows the name in text: ``proved``, ``axioms cheat``, ``escape implemented_by (3:2)``
+    words: str
+    #: the badge's text: ``proved``, ``axioms: cheat``, ``escape: implemented_by``
+    badge: str
+    tone: Literal["ok", "warning", "error", "other"]
+    #: why, in words a student understands ("" when the verdict says it all)
+    reason: str
+
+    @classmethod
+    def of(cls, verdict: DeclVerdict, line_offset: int = 0) -> VerdictLine:
+        """The line for ``verdict``; escape positions are cell lines (``line_offset``)."""
+        word = verdict.verdict
+        details: list[str] = []
+        if word == "axioms":
+            details = [name for name in verdict.axioms if name not in STANDARD_AXIOMS]
+            details = details or list(verdict.axioms)
+        elif word == "escape":
+            details = list(dict.fromkeys(escape.kind for escape in verdict.escapes))
+        words = word
+        if details:
+            words += " " + ", ".join(details)
+        if word == "escape" and verdict.escapes:
+            first = verdict.escapes[0]
+            words += f" ({first.line + line_offset}:{first.column})"
+        badge = word
+        if details:
+            # native_decide's axioms are named per computation in recent Lean: say the tactic.
+            named = list(
+                dict.fromkeys(
+                    "native_decide" if is_allowed(name, NATIVE_DECIDE_AXIOMS) else name
+                    for name in details
+                )
+            )
+            more = len(named) - _BADGE_NAMES
+            shown = ", ".join(named[:_BADGE_NAMES]) + (f" +{more}" if more > 0 else "")
+            badge = f"{word}: {shown}"
+        tone = _VERDICT_TONES.get(word, "error")
+        return cls(verdict.name, word, words, badge, tone, verdict.reason)
+
+
 @dataclass(frozen=True)
 class CellLayout:
     """A result sorted for showing: what goes where, before either rendering styles it."""
@@ -134,6 +203,7 @@ class CellLayout:
     messages: list[Item]
     goals: list[Item]
     status: ProofStatus | None
+    verdicts: list[VerdictLine]
 
     @classmethod
     def of(
@@ -146,6 +216,7 @@ class CellLayout:
         proof_state: int | None = None,
         status: str | None = None,
         show_eval_output: bool = True,
+        verdicts: Sequence[DeclVerdict] = (),
     ) -> CellLayout:
         """Sort a result (the arguments of ``render_plain`` / ``render_html``) for showing."""
         lines = cell_lines(source)
@@ -160,7 +231,9 @@ class CellLayout:
         items.sort(key=lambda it: (it.range.line, it.range.col) if it.range else (-1, 0))
         goal_items = _goal_items(goals or [], lines, line_offset)
         shown = None if status is None else ProofStatus.of(status, proof_state, bool(goal_items))
-        return cls(lines, outputs if show_eval_output else [], items, goal_items, shown)
+        lines_of_verdicts = [VerdictLine.of(verdict, line_offset) for verdict in verdicts]
+        outputs = outputs if show_eval_output else []
+        return cls(lines, outputs, items, goal_items, shown, lines_of_verdicts)
 
     def placed(self) -> list[Item]:
         """The messages and goals that point into the cell, in the order they are listed."""

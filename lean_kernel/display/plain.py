@@ -17,6 +17,7 @@ from lean_kernel.display.layout import (
     Item,
     ProofStatus,
     Range,
+    VerdictLine,
     char_width,
     segments,
     severity_class,
@@ -36,6 +37,8 @@ _ANSI = {
     "dim": "\x1b[2m",
     "bold": "\x1b[1m",
 }
+# The ANSI style of a verdict's tone (``VerdictLine.tone``).
+_VERDICT_STYLES = {"ok": "goal", "warning": "warning", "error": "error", "other": "dim"}
 _ANSI_RESET = "\x1b[0m"
 # A multi-line range longer than this shows its first and last lines only.
 _MAX_RANGE_LINES = 5
@@ -58,6 +61,8 @@ def render_plain(
     """
     cell = CellLayout.of(source, messages, goals, **options)
     blocks = []
+    if cell.verdicts:
+        blocks.append("\n".join(_plain_verdict(line, ansi) for line in cell.verdicts))
     if cell.outputs:
         blocks.append("\n".join(cell.outputs))
     blocks.extend(_plain_item(item, cell.lines, ansi) for item in cell.messages)
@@ -112,6 +117,12 @@ def _plain_item(item: Item, lines: list[str], ansi: bool) -> str:
     if item.range is not None:
         out.extend(_plain_snippet(item.range, lines, style, ansi))
     return "\n".join(out)
+
+
+def _plain_verdict(line: VerdictLine, ansi: bool) -> str:
+    """``foo: axioms cheat``; a verdict that says nothing of the proof says why."""
+    why = f" ({line.reason})" if line.tone == "other" and line.reason else ""
+    return f"{line.name}: " + _paint(line.words, _VERDICT_STYLES[line.tone], ansi) + why
 
 
 def _plain_status(status: ProofStatus, ansi: bool) -> str:

@@ -13,6 +13,15 @@ from lean_kernel.engine.outcome import FAILED
 __all__ = ["render_table", "titled"]
 
 _STATUS_CLASS = re.compile(r"^(error|warning|ok)\b", re.IGNORECASE)
+# Verdicts (engine.verdict) that are no failure word: proved as ok, the rest as what they are.
+_VERDICT_COLOURS = {
+    "proved": "ok",
+    "sorry": "warning",
+    "axioms": "warning",
+    "unknown": "warning",
+    "escape": "error",
+    "statement changed": "error",
+}
 
 
 def render_table(
@@ -22,8 +31,9 @@ def render_table(
 
     ``columns`` picks and orders the keys shown (default: every key, in first-seen order).
     Numbers are right-aligned; cells starting with error / warning / ok are coloured in HTML, and
-    so are outcomes: a failure (``timeout``, ``out of memory``...) as an error, ``sorry`` as a
-    warning.
+    so are outcomes and verdicts: a failure (``timeout``, ``out of memory``...), ``escape`` and
+    ``statement changed`` as errors, ``sorry``, ``axioms`` and ``unknown`` as warnings,
+    ``proved`` as ok.
     """
     if columns is None:
         columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -77,8 +87,8 @@ def _colour(text: str) -> str | None:
     """``error``, ``warning`` or ``ok`` for a cell that states one, else None."""
     if text in FAILED or text.split(":", 1)[0] in FAILED:  # ``stopped: ...`` too
         return "error"
-    if text == "sorry":
-        return "warning"
+    if text in _VERDICT_COLOURS:
+        return _VERDICT_COLOURS[text]
     match = _STATUS_CLASS.match(text)
     return match.group(1).lower() if match else None
 

@@ -37,17 +37,9 @@ from lean_kernel.engine.heartbeats import heartbeat_stop
 from lean_kernel.engine.protocol import CommandResponse, LeanError, Response
 
 __all__ = [
-    "STORE_ENV_VAR",
-    "STORE_FILE_NAME",
-    "ResultStore",
-    "StoreInfo",
-    "StoredResult",
-    "default_store_path",
-    "namespace_of",
-    "open_store",
-    "result_key",
-    "stored_result",
-]
+    "STORE_ENV_VAR", "STORE_FILE_NAME", "ResultStore", "StoreInfo", "StoredResult",
+    "default_store_path", "namespace_of", "open_store", "result_key", "stored_result",
+]  # fmt: skip
 
 #: A path for the store, or one of `_OFF_WORDS` to turn the store off.
 STORE_ENV_VAR = "LEAN_KERNEL_RESULT_CACHE"
@@ -58,8 +50,9 @@ STORED_STATUSES = frozenset({"ok", "sorry", "error"})
 
 _OFF_WORDS = ("off", "0", "false", "no", "none")
 _ON_WORDS = ("on", "1", "true", "yes", "")
-# The format marker of our files: a file without it (or with another) is never trusted.
-_FORMAT = "lean_kernel.resultstore/1"
+# The format marker of our files: a file without it (or with another) is never trusted (set
+# aside). 2: the verdict column (what a batch item's verdict checks found).
+_FORMAT = "lean_kernel.resultstore/2"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # How long a writer waits for another process's write, and for the file lock (seconds).
 _BUSY_SECONDS = 30.0
@@ -68,7 +61,7 @@ _KEYS_PER_QUERY = 500
 _SCHEMA = (
     "CREATE TABLE lean_kernel_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE results (key TEXT PRIMARY KEY, status TEXT NOT NULL, response TEXT NOT NULL,"
-    " seconds REAL NOT NULL, stored_at REAL NOT NULL)",
+    " seconds REAL NOT NULL, stored_at REAL NOT NULL, verdict TEXT)",
 )
 
 _T = TypeVar("_T")
@@ -80,12 +73,14 @@ class StoredResult:
 
     ``status`` is ``ok``, ``sorry`` or ``error``; ``response`` the REPL's JSON wire format of the
     answer (by alias, as the REPL sent it; a batch body's has no ``env``: its ids are hidden);
-    ``seconds`` how long Lean took the first time.
+    ``seconds`` how long Lean took the first time; ``verdict`` what the verdict's checks found
+    (JSON data, ``engine.verdict``), None where none were made.
     """
 
     status: str
     response: dict[str, Any]
     seconds: float
+    verdict: dict[str, Any] | None = None
 
     def to_response(self) -> CommandResponse | LeanError:
         """The answer validated back into the protocol model (``env`` None where none was
@@ -104,7 +99,9 @@ class StoredResult:
         return CommandResponse.model_validate({**data, "env": 0}).model_copy(update={"env": None})
 
 
-def stored_result(status: str, response: Response | None, seconds: float) -> StoredResult | None:
+def stored_result(
+    status: str, response: Response | None, seconds: float, verdict: dict[str, Any] | None = None
+) -> StoredResult | None:
     """The StoredResult for a finished command, or None when it must not be stored: any status
     but ``ok``/``sorry``/``error`` (timeouts, crashes, cancels, exceptions), no response, a
     heartbeat stop (it depends on the limit, not on the text), a proof step's answer (its proof
@@ -114,7 +111,7 @@ def stored_result(status: str, response: Response | None, seconds: float) -> Sto
         return None
     if heartbeat_stop(response) is not None:
         return None
-    return StoredResult(status, response.to_wire(), float(seconds))
+    return StoredResult(status, response.to_wire(), float(seconds), verdict)
 
 
 def result_key(namespace: str, *parts: str) -> str:
@@ -188,13 +185,10 @@ def open_store(
         return _at(Path(spec))
     if isinstance(spec, str) and spec.strip():
         return _from_words(spec)
-    raise ValueError(_ACCEPTED.format(value=repr(spec)))
-
-
-_ACCEPTED = (
-    "{value} is not a result cache: give True (the default store), False (none), a path "
-    "(a file, or a folder to keep results.sqlite3 in) or a ResultStore"
-)
+    raise ValueError(
+        f"{spec!r} is not a result cache: give True (the default store), False (none), a path "
+        "(a file, or a folder to keep results.sqlite3 in) or a ResultStore"
+    )
 
 
 def _from_words(text: str) -> ResultStore | None:
@@ -222,11 +216,8 @@ class StoreInfo:
 
     def describe(self) -> str:
         """A few lines for people."""
-        lines = [
-            f"result cache: {self.path}",
-            f"entries: {self.entries}",
-            f"size: {_size_text(self.size_bytes)}",
-        ]
+        lines = [f"result cache: {self.path}", f"entries: {self.entries}"]
+        lines.append(f"size: {_size_text(self.size_bytes)}")
         if self.problem:
             lines.append(f"not in use: {self.problem}")
         lines.extend(f"set aside: {path}" for path in self.set_aside)
@@ -252,8 +243,7 @@ class ResultStore:
         return f"ResultStore({str(self.path)!r})"
 
     def __reduce__(self) -> tuple[type[ResultStore], tuple[str]]:
-        # A store travels as its path: the connection and lock belong to this process.
-        return (ResultStore, (str(self.path),))
+        return (ResultStore, (str(self.path),))  # connection and lock belong to this process
 
     def get(self, key: str) -> StoredResult | None:
         """The entry under ``key``, or None (a miss, or an entry that no longer validates)."""
@@ -269,11 +259,12 @@ class ResultStore:
                 chunk = wanted[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
                 rows = connection.execute(
-                    f"SELECT key, status, response, seconds FROM results WHERE key IN ({marks})",
+                    "SELECT key, status, response, seconds, verdict FROM results "
+                    f"WHERE key IN ({marks})",
                     chunk,
                 )
-                for key, status, response, seconds in rows:
-                    entry = _entry(status, response, seconds)
+                for key, *row in rows:
+                    entry = _entry(*row)
                     if entry is not None:
                         found[key] = entry
             return found
@@ -289,6 +280,7 @@ class ResultStore:
         now = time.time()
         rows = [
             (key, result.status, _json(result.response), float(result.seconds), now)
+            + (None if result.verdict is None else _json(result.verdict),)
             for key, result in entries
         ]
 
@@ -297,7 +289,7 @@ class ResultStore:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 connection.executemany(
-                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)", rows
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)", rows
                 )
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -476,18 +468,22 @@ def _check_schema(connection: sqlite3.Connection) -> str | None:
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    # SQLITE_CORRUPT and SQLITE_NOTADB raise the base class itself; its subclasses are about
-    # locks, permissions, constraints (OperationalError, IntegrityError...).
+    # SQLITE_CORRUPT and SQLITE_NOTADB raise the base class; subclasses are locks, permissions...
     return type(exc) is sqlite3.DatabaseError
 
 
-def _entry(status: object, response: object, seconds: object) -> StoredResult | None:
-    """A row as a StoredResult, or None if it is not one (never trusted beyond being data)."""
+def _entry(*row: object) -> StoredResult | None:
+    """A row (status, response, seconds, verdict) as a StoredResult, or None if it is not one
+    (never trusted beyond being data)."""
+    status, response, seconds, verdict = row
     if status not in STORED_STATUSES or not isinstance(response, str):
         return None
     try:
         data = json.loads(response)
-        entry = StoredResult(str(status), data, float(seconds))  # type: ignore[arg-type]
+        found = json.loads(verdict) if isinstance(verdict, str) else None
+        if not isinstance(found, dict | None):
+            return None
+        entry = StoredResult(str(status), data, float(seconds), found)  # type: ignore[arg-type]
         entry.to_response()
     except (ValueError, TypeError, AttributeError):  # ValidationError is a ValueError
         return None

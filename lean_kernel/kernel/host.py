@@ -20,7 +20,9 @@ from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.resultstore import ResultStore
 from lean_kernel.engine.settings import Settings
+from lean_kernel.kernel.exercises import Exercise, Exercises
 from lean_kernel.notebook import Notebook
+from lean_kernel.notebook.process import CellResult
 
 __all__ = ["CellPlan", "Host", "MagicError", "Output", "Reply"]
 
@@ -80,6 +82,8 @@ class Host(Protocol):
     settings: Settings
     #: the warm batch pool and the batches kept for ``%batch``
     keeper: BatchKeeper
+    #: the exercises of the session (``%exercise``)
+    exercises: Exercises
 
     @property
     def notebook(self) -> Notebook:
@@ -112,6 +116,16 @@ class Host(Protocol):
 
     async def run_batch(self, args: BatchArgs, commands: list[str]) -> Reply:
         """Check ``commands`` on the batch pool until done; show the results table."""
+        ...
+
+    def ask(self, text: str) -> CellResult | None:
+        """Lean's answer to ``text`` on the end of the document, which stays as it was (None:
+        the REPL failed on it, or was interrupted)."""
+        ...
+
+    def exercise(self, exercise: Exercise) -> Reply | None:
+        """Declare ``exercise``; when its name is in the document already, check it now (an
+        error reply when it is not proved as stated)."""
         ...
 
     def result_store(self) -> ResultStore | None:

@@ -27,8 +27,17 @@ from lean_kernel.batch.caching import CACHE_USAGE, CacheUsageError, cache_comman
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.display import render_result, render_table, titled
 from lean_kernel.engine.heartbeats import parse_heartbeats
+from lean_kernel.engine.outcome import messages_of
 from lean_kernel.engine.protocol import LeanError
 from lean_kernel.engine.settings import describe_seconds, parse_seconds
+from lean_kernel.engine.verdict import parse_axioms_message
+from lean_kernel.kernel.exercises import (
+    EXERCISE_HELP,
+    EXERCISE_USAGE,
+    ExerciseUsageError,
+    describe_axioms,
+    parse_exercise,
+)
 from lean_kernel.kernel.host import CellPlan, Host, MagicError, Reply
 from lean_kernel.notebook import NO_LIMIT
 
@@ -242,6 +251,7 @@ def _restart(host: Host, plan: CellPlan, args: str) -> Reply | None:
 def _reset(host: Host, plan: CellPlan, args: str) -> Reply | None:
     _no_args("reset", args)
     host.notebook.reset()
+    host.exercises.clear()  # they were declared by cells of the document
     host.output.note("Document cleared: the next cell starts a new document in a fresh REPL.")
     return None
 
@@ -290,6 +300,41 @@ def _project(host: Host, plan: CellPlan, args: str) -> Reply | None:
     return None
 
 
+@magic(
+    "axioms",
+    "%axioms NAME",
+    "the axioms NAME depends on (Lean's #print axioms), and what each one means for its proof",
+)
+def _axioms(host: Host, plan: CellPlan, args: str) -> Reply | None:
+    if not args or len(args.split()) != 1:
+        raise MagicError("Usage: %axioms NAME (a declaration of the document, or of an import).")
+    response = host.ask(f"#print axioms {args}")
+    if response is None:
+        return host.output.error(
+            "ReplError", f"Lean could not answer `#print axioms {args}` (the REPL failed on it)."
+        )
+    errors = [m.data for m in messages_of(response) if m.severity == "error"]
+    if errors or isinstance(response, LeanError):
+        return host.output.error("LeanError", (errors or ["the REPL refused it"])[0])
+    found = next(
+        (read for m in response.messages if (read := parse_axioms_message(m.data)) is not None),
+        None,
+    )
+    if found is None:
+        return host.output.error("LeanError", f"`#print axioms {args}` gave no list of axioms.")
+    host.output.stream(describe_axioms(*found) + "\n")
+    return None
+
+
+@magic("exercise", EXERCISE_USAGE, EXERCISE_HELP)
+def _exercise(host: Host, plan: CellPlan, args: str) -> Reply | None:
+    try:
+        exercise = parse_exercise(args)
+    except ExerciseUsageError as err:
+        raise MagicError(str(err)) from None
+    return host.exercise(exercise)
+
+
 @magic("help", "%help", "list the kernel magics")
 def _help(host: Host, plan: CellPlan, args: str) -> Reply | None:
     host.output.stream(magic_help() + "\n")
@@ -300,7 +345,8 @@ def _help(host: Host, plan: CellPlan, args: str) -> Reply | None:
 
 BATCH_USAGE = (
     "%%lean_batch [-w WORKERS] [-t TIMEOUT] [--heartbeats N|auto|off] [--header CODE] [-o NAME] "
-    "[--sep LINE] [--progress auto|widget|text|none] [--no-cache] [--cluster ADDRESS]"
+    "[--sep LINE] [--progress auto|widget|text|none] [--no-cache] [--cluster ADDRESS] "
+    "[--require proved] [--allow native_decide]"
 )
 
 
@@ -312,7 +358,9 @@ BATCH_USAGE = (
     "OPTIONS: -w WORKERS, -t TIMEOUT (per command), --heartbeats N|auto|off (Lean's limit per "
     "command, before the timeout), --header CODE (before each command), "
     "-o NAME (keep the results for %batch), --sep LINE, --progress auto|widget|text|none, "
-    "--no-cache (run every command, even those the result cache knows), --cluster ADDRESS",
+    "--no-cache (run every command, even those the result cache knows), --cluster ADDRESS, "
+    "--require proved (a command whose verdict is not proved is an error), --allow native_decide "
+    "(its axioms count as proved)",
     cell=True,
     needs_body=True,
 )
@@ -423,6 +471,8 @@ def _show_item(host: Host, name: str, item: ItemResult) -> None:
     if item.worker:
         head += f", on {item.worker}"
     host.output.note(head)
+    why = f" ({item.verdict_reason})" if item.verdict_reason else ""
+    host.output.note(f"verdict: {item.verdict}{why}")
     response = item.response
     if response is not None and not isinstance(response, LeanError):
         bundle = render_result(item.command, response)

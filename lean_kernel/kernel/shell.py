@@ -6,9 +6,11 @@ and the ``Notebook`` (the document of cells and its REPL), reads each cell (magi
 code), runs it, and shows the result through an ``Output``. It is the ``Host`` the magics see
 and the ``BatchHost`` of the shared ``%%lean_batch``.
 
-A cell's Lean result: ``#eval`` output as a ``stdout`` stream (it is program output); the other
-diagnostics and goals as one display (text/plain and themed text/html); Lean errors make the
-reply ``error`` (ename ``LeanError``) so Run All stops there. A frontend that names its cells
+A cell's Lean result: ``#eval`` output as a ``stdout`` stream (it is program output); the
+verdict of each declaration it adds (``kernel.grading``), the other diagnostics and goals as one
+display (text/plain and themed text/html); Lean errors make the reply ``error`` (ename
+``LeanError``) so Run All stops there, and so does a declaration that does not answer its
+``%exercise`` (ename ``ExerciseError``). A frontend that names its cells
 (JupyterLab, Notebook 7, VS Code send ``cellId``) renders HTML, so it gets the rich display and a
 one-line error; a frontend that does not (``jupyter console``, nbclient) gets a single ``error``
 whose traceback holds the whole text rendering, as Jupyter tools expect of a failed cell.
@@ -22,6 +24,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -42,13 +45,17 @@ from lean_kernel.engine.outcome import failed as is_error
 from lean_kernel.engine.protocol import CommandResponse, LeanError, ProofStepResponse
 from lean_kernel.engine.resultstore import ResultStore, open_store
 from lean_kernel.engine.settings import Settings
+from lean_kernel.engine.verdict import DeclVerdict
 from lean_kernel.errors import ReplSetupError
 from lean_kernel.kernel import inspection
 from lean_kernel.kernel.batches import await_batch, progress_mode
+from lean_kernel.kernel.exercises import Exercise
 from lean_kernel.kernel.failures import failure_of, is_expected
+from lean_kernel.kernel.grading import Grader, show_rechecks
 from lean_kernel.kernel.host import CellPlan, MagicError, Output, Reply
 from lean_kernel.kernel.magics import lookup, parse_cell
-from lean_kernel.notebook import Notebook, Recheck, RunOutcome
+from lean_kernel.notebook import Notebook, RunOutcome
+from lean_kernel.notebook.process import CellResult
 from lean_kernel.text.completion import check_complete, complete
 from lean_kernel.text.syntax import declared_names
 
@@ -82,6 +89,9 @@ class LeanShell:
         self.cancel = threading.Event()
         #: the batch pool (made by the first %%lean_batch) and the batches kept for %batch
         self.keeper = BatchKeeper()
+        #: the exercises of the session and the verdicts of cells (``%exercise``)
+        self.grader = Grader(output)
+        self.exercises = self.grader.exercises
         self._notebook: Notebook | None = None
         #: the result cache, once opened (``_store_opened``: None then means it is off)
         self._store: ResultStore | None = None
@@ -190,12 +200,12 @@ class LeanShell:
         self._config = config
         self.keeper.close_pool()  # the next batch starts a pool on the new config
         self.output.note(f"Now running: {config.resolve().description}.")
-        self._show_rechecks([replay])
+        show_rechecks(self.output, [replay])
 
     def restart_repl(self) -> None:
         """``%restart``: a fresh REPL process with the document replayed into it."""
         replay = self.notebook.restart(cancel=self.cancel)
-        self._show_rechecks([replay])
+        show_rechecks(self.output, [replay])
 
     def close(self) -> None:
         """Kill the REPLs (the document's and the batch pool's)."""
@@ -284,12 +294,22 @@ class LeanShell:
             heartbeats=plan.heartbeats,
             cancel=self.cancel,
         )
-        if run.from_store:
+        judged = self.grader.judge(self.notebook, run, self.cancel)
+        if run.from_store and not judged.asked:
             self.output.note(
                 "From the result cache: Lean checked this cell, after the same cells above it, "
                 "before; nothing was sent to Lean now."
             )
-        return self._show_run(run, plan.source, plan.body_offset)
+        reply = self._show_run(run, plan.source, plan.body_offset, judged.verdicts)
+        return reply if reply["status"] != "ok" else self.grader.failure(judged.verdicts) or reply
+
+    def exercise(self, exercise: Exercise) -> Reply | None:
+        """``%exercise``: declare it; check the cell that declares its name, if one does."""
+        return self.grader.declare(self.notebook, exercise, self._cell_id, self.cancel)
+
+    def ask(self, text: str) -> CellResult | None:
+        """Lean's answer to ``text`` on the end of the document (which stays as it was)."""
+        return self.notebook.query(text, cancel=self.cancel)
 
     def run_proof(self, plan: CellPlan, proof_state: int | None) -> Reply:
         """``%proof``: run the tactics and show the goals left."""
@@ -308,11 +328,13 @@ class LeanShell:
             )
         return reply
 
-    def _show_run(self, run: RunOutcome, source: str, line_offset: int) -> Reply:
-        """What was re-checked, then the answer (or the failure and the replay after it)."""
-        self._show_rechecks(run.rechecks)
+    def _show_run(
+        self, run: RunOutcome, source: str, line_offset: int, verdicts: Sequence[DeclVerdict] = ()
+    ) -> Reply:
+        """What was re-checked, then the answer and its verdicts (or the failure, the replay)."""
+        show_rechecks(self.output, run.rechecks)
         if run.error is not None:
-            self._show_rechecks([run.replay])
+            show_rechecks(self.output, [run.replay])
             return self._fail(run.error)
         assert run.response is not None
         limit = heartbeat_stop(run.response)
@@ -322,7 +344,7 @@ class LeanShell:
                 "REPL kept its state, nothing was replayed. To allow more: `%heartbeats N` above "
                 "the code, or `set_option maxHeartbeats N in` before the declaration."
             )
-        return self._show_response(source, run.response, line_offset)
+        return self._show_response(source, run.response, line_offset, verdicts)
 
     def _fail(self, error: Exception) -> Reply:
         failure = failure_of(error, self._label)
@@ -349,21 +371,14 @@ class LeanShell:
             self._problems_shown = True
             self.output.stream("\n".join(self.settings.problems) + "\n", "stderr")
 
-    def _show_rechecks(self, rechecks: list[Recheck | None]) -> None:
-        """One note line per re-check or replay that did something."""
-        for recheck in rechecks:
-            if recheck is not None and (
-                recheck.cells or recheck.failed or recheck.interrupted or recheck.broken
-            ):
-                self.output.note(recheck.summary())
-
     def _show_response(
         self,
         source: str,
         response: CommandResponse | ProofStepResponse | LeanError,
         line_offset: int,
+        verdicts: Sequence[DeclVerdict] = (),
     ) -> Reply:
-        """Show a Lean result; an error reply when it has errors."""
+        """Show a Lean result and its verdicts; an error reply when it has errors."""
         failed = is_error(response)
         if failed and self._cell_id is None:
             summary = render_error_summary(source, response, line_offset=line_offset)
@@ -371,7 +386,9 @@ class LeanShell:
         messages = [] if isinstance(response, LeanError) else response.messages
         outputs = eval_outputs(source, messages, line_offset=line_offset)
         self.output.stream("".join(outputs))
-        bundle = render_result(source, response, line_offset=line_offset, show_eval_output=False)
+        bundle = render_result(
+            source, response, line_offset=line_offset, show_eval_output=False, verdicts=verdicts
+        )
         if bundle:
             self.output.display(bundle)
         if failed:

@@ -82,9 +82,12 @@ class Cell:
 
     @property
     def names(self) -> list[str]:
-        """The names the cell declares (for completion); read from its text when first asked."""
-        if self.failure is not None:
-            return []
+        """The names the cell adds (for completion): none when the REPL died on it."""
+        return [] if self.failure is not None else self.declares
+
+    @property
+    def declares(self) -> list[str]:
+        """The names its text declares, whatever became of it; read when first asked."""
         if self._names is None:
             self._names = declared_names(self.text)
         return self._names

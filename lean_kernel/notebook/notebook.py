@@ -27,7 +27,7 @@ and the ``%%lean`` IPython magic both drive it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -37,6 +37,7 @@ from lean_kernel.engine.launch import ReplLaunch
 from lean_kernel.engine.protocol import CommandResponse
 from lean_kernel.engine.resultstore import ResultStore
 from lean_kernel.engine.server import AutoLeanServer
+from lean_kernel.engine.verdict import STANDARD_AXIOMS
 from lean_kernel.errors import LeanKernelError, ReplCrashedError, StaleStateError
 from lean_kernel.notebook.cache import ResultCache
 from lean_kernel.notebook.document import Cell, CellStatus, Document
@@ -52,6 +53,7 @@ from lean_kernel.notebook.proofstates import ProofStates
 from lean_kernel.notebook.replay import MAX_RESTARTS, Recheck, Replayer, RunOutcome
 from lean_kernel.notebook.report import table_rows
 from lean_kernel.notebook.stored import CellStore
+from lean_kernel.notebook.verdicts import CellVerdicts, VerdictChecker
 
 __all__ = ["CellRun", "Notebook"]
 
@@ -118,6 +120,9 @@ class Notebook:
             self._document, self._repl, self._cache, self._states, timeout, self._stored
         )
         self._proofs = ProofMode(self._document, self._repl, self._replayer, self._states)
+        self._checker = VerdictChecker(
+            self._document, self._repl, self._replayer, self._cache, self._stored
+        )
         self._anonymous = 0
 
     @property
@@ -254,6 +259,29 @@ class Notebook:
         """Names the document declares (for completion), in document order."""
         with self._lock:
             return self._document.declared_names()
+
+    def declaring(self, name: str) -> Cell | None:
+        """The last cell of the document that declares ``name`` (its full name), if any."""
+        with self._lock:
+            return next((c for c in reversed(self._document.cells) if name in c.declares), None)
+
+    def verdicts(
+        self,
+        cell: Cell,
+        *,
+        statements: Mapping[str, str] | None = None,
+        allowed: frozenset[str] = STANDARD_AXIOMS,
+        cancel: threading.Event | None = None,
+    ) -> CellVerdicts:
+        """The verdict of each declaration ``cell`` adds (``engine.verdict``): proved, sorry,
+        axioms, escape, statement changed (against ``statements[name]``), error ...
+
+        Asked of Lean on the cell's env (one command; none for a cell without declarations, or
+        when a cache has the answer); the document is not changed. A cell without a live env
+        (stale, or answered from the result store without its check) is elaborated first.
+        """
+        with self._lock:
+            return self._checker.check(cell, statements, allowed, _event(cancel))
 
     def forget(self, cell_id: str) -> bool:
         """Take a cell out of the document (its content is gone); later cells become stale.
