@@ -68,8 +68,19 @@ def result_cache_of_the_run(tmp_path_factory):
         os.environ["LEAN_KERNEL_RESULT_CACHE"] = previous
 
 
+@pytest.fixture(scope="module", autouse=True)
+def result_cache_of_the_module(result_cache_of_the_run, tmp_path_factory):
+    """Module-wide kernels and notebooks (module fixtures, made before any test's own cache is
+    set) get their module's own result cache: a notebook one module ran never answers
+    another module's run of it from the cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("result-cache") / "results.sqlite3"
+        patch.setenv("LEAN_KERNEL_RESULT_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture(autouse=True)
-def result_cache_of_the_test(result_cache_of_the_run, tmp_path_factory, monkeypatch):
+def result_cache_of_the_test(result_cache_of_the_module, tmp_path_factory, monkeypatch):
     """Each test its own result cache, so an answer one test kept never answers another's
     command (module-wide kernels share the run's)."""
     path = tmp_path_factory.mktemp("result-cache") / "results.sqlite3"

@@ -61,7 +61,8 @@ CORPUS: tuple[Case, ...] = (
         "native_decide",
         "theorem pow_mod : 2 ^ 64 % 7 = 2 := by native_decide",
         "axioms",
-        "native_decide trusts the compiler: Lean.ofReduceBool is no standard axiom",
+        "native_decide trusts the compiler: its axiom (Lean.ofReduceBool; since Lean 4.29 one "
+        "`_native` axiom per use) is no standard axiom",
         mentions="native_decide",
     ),
     Case(
