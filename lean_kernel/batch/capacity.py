@@ -23,7 +23,7 @@ import psutil
 
 from lean_kernel.engine.memory import ReplMemory
 
-__all__ = ["WorkerPlan", "default_num_workers", "plan_workers"]
+__all__ = ["WorkerPlan", "default_num_workers", "plan_slots", "plan_workers"]
 
 #: How each basis of ``ReplMemory.own_mb`` counts pages that REPLs share (the .olean files).
 _SHARED_PAGES = {
@@ -122,3 +122,26 @@ def plan_workers(
         + ("; even one worker may not fit" if fits == 0 else "")
         + f". {advice}",
     )
+
+
+def plan_slots(
+    requested: int | None,
+    default: int,
+    where: str,
+    fits: int | None = None,
+    per_repl_mb: float | None = None,
+    memory: str = "",
+) -> WorkerPlan:
+    """REPL slots on a cluster (``where``, in words): ``requested`` (None: ``default``), at most
+    the ``fits`` REPLs of ``per_repl_mb`` its memory holds (``memory``: whose, in words; None:
+    not capped, nothing known)."""
+    wanted = requested if requested is not None else default
+    if wanted < 1:
+        raise ValueError(f"num_workers must be at least 1, not {wanted}")
+    if fits is None or not per_repl_mb:
+        return WorkerPlan(wanted, wanted, f"{wanted} REPL slots on {where}")
+    granted = max(1, min(wanted, fits))
+    note = f"{granted} REPL slots on {where}"
+    if granted < wanted:
+        note += f" instead of {wanted}: at {per_repl_mb:.0f} MB per REPL {memory} hold {fits}"
+    return WorkerPlan(granted, wanted, note)

@@ -10,7 +10,7 @@ its proof must prove (``statement changed`` otherwise): checked here, when the b
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from lean_kernel.batch.headers import split_header, split_imports
@@ -18,7 +18,7 @@ from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.scheduler import DIRECT
 from lean_kernel.engine.protocol import BaseREPLQuery, Command, FileCommand, ProofStep
 from lean_kernel.engine.verdict import Verdict
-from lean_kernel.text.syntax import IDENT_RE, declared_names, mask
+from lean_kernel.text.syntax import IDENT_RE, declared_names, mask, statement_colon, top_level_index
 
 __all__ = [
     "batch_item",
@@ -80,32 +80,22 @@ def batch_item(
     """The group key (header, or DIRECT) and the item for one command of a batch, with its
     reference ``statement`` (a ValueError saying what to give when it is not one)."""
     reference = reference_statement(statement) if statement is not None else None
-    if isinstance(command, str):
-        template = None
-    elif isinstance(command, Command) and command.env is None:
-        template = command
-    elif isinstance(command, BaseREPLQuery):
-        return DIRECT, BatchItem(
-            index=index,
-            text=text,
-            request=command,
-            direct=True,
-            keep_state=keep_states,
-            statement=reference,
-        )
-    else:
+    # A Command without env is a template for the body (its options); other requests are
+    # sent as they are (on a kept state, a proof step).
+    template = command if isinstance(command, Command) and command.env is None else None
+    if not isinstance(command, str | BaseREPLQuery):
         raise TypeError(
             f"batch item {index} is a {type(command).__name__}; give Lean text (str) or a "
             "request such as Command(cmd=...)"
         )
-    if keep_states:
-        request = template if template is not None else Command(cmd=text)
+    if keep_states or (isinstance(command, BaseREPLQuery) and template is None):
+        request = command if isinstance(command, BaseREPLQuery) else Command(cmd=text)
         return DIRECT, BatchItem(
             index=index,
             text=text,
             request=request,
             direct=True,
-            keep_state=True,
+            keep_state=keep_states,
             statement=reference,
         )
     text = text.replace("\r\n", "\n")
@@ -132,8 +122,6 @@ def batch_item(
 # -- reference statements ------------------------------------------------------------------------
 
 _STATEMENT_HEAD = re.compile(r"\b(theorem|lemma|def|abbrev)\s+")
-_OPENERS = "([{⦃⟨"
-_CLOSERS = ")]}⦄⟩"
 
 
 def reference_statement(text: str) -> tuple[str, str]:
@@ -149,28 +137,12 @@ def reference_statement(text: str) -> tuple[str, str]:
             f"a reference statement is a theorem without its proof, e.g. 'theorem foo (n : Nat) "
             f": n + 0 = n', not {text.strip()[:80]!r}"
         )
-    colon = _top_level(
-        masked, name.end(), lambda k: masked[k] == ":" and masked[k + 1 : k + 2] != "="
-    )
+    colon = statement_colon(masked, name.end())
     if colon < 0:
         raise ValueError(f"the reference statement {names[0]!r} has no ': TYPE'")
-    end = _top_level(masked, colon + 1, lambda k: masked.startswith(":=", k))
+    end = top_level_index(masked, colon + 1, lambda k: masked.startswith(":=", k))
     binders = text[name.end() : colon].strip()
     statement = text[colon + 1 : end if end >= 0 else len(text)].strip()
     if not statement:
         raise ValueError(f"the reference statement {names[0]!r} has an empty type")
     return names[0], f"∀ {binders}\n  , {statement}" if binders else statement
-
-
-def _top_level(masked: str, start: int, hit: Callable[[int], bool]) -> int:
-    """The first index from ``start`` outside brackets where ``hit`` holds; -1 if none."""
-    depth = 0
-    for k in range(start, len(masked)):
-        char = masked[k]
-        if char in _OPENERS:
-            depth += 1
-        elif char in _CLOSERS:
-            depth -= 1
-        elif depth == 0 and hit(k):
-            return k
-    return -1

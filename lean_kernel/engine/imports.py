@@ -19,7 +19,7 @@ from pathlib import Path
 from lean_kernel.engine.protocol import Command, CommandResponse, Message, Pos, Response
 from lean_kernel.text.syntax import mask
 
-__all__ = ["PROBE", "check_imports", "imported_modules", "missing_import_message"]
+__all__ = ["PROBE", "check_imports", "imported_modules", "missing_import_message", "olean_of"]
 
 #: What is asked of the env an import built: in an empty environment ``Nat`` is unknown.
 PROBE = "#check Nat"
@@ -29,7 +29,7 @@ _IMPORT_LINE = re.compile(r"^\s*(?:public\s+)?(?:meta\s+)?import\s+(?:all\s+)?(.
 _KEYWORDS = frozenset({"import", "public", "meta", "all"})
 # Modules every toolchain ships (their .olean files are in Lean's own lib/lean).
 _TOOLCHAIN_ROOTS = ("Init", "Std", "Lean", "Lake")
-# Where Lake puts a package's .olean files (lib/lean since Lake 5, lib before).
+# Where Lake puts a package's .olean files (lib/lean since Lake 5, lib before, build/lib of old).
 _OLEAN_DIRS = (".lake/build/lib/lean", ".lake/build/lib", "build/lib")
 
 
@@ -87,9 +87,16 @@ def missing_import_message(modules: list[str], project: Path | None) -> str:
     )
 
 
+def olean_of(module: str, project: Path) -> Path | None:
+    """The ``.olean`` file ``module`` is loaded from in ``project`` or its packages (None: in
+    neither, e.g. one of Lean's own modules, or a missing one)."""
+    relative = module.replace("«", "").replace("»", "").replace(".", "/") + ".olean"
+    roots = [project, *sorted(project.glob(".lake/packages/*"))]
+    for olean in (root / lib / relative for root in roots for lib in _OLEAN_DIRS):
+        if olean.is_file():
+            return olean
+    return None
+
+
 def _found(module: str, project: Path) -> bool:
-    if module.split(".")[0] in _TOOLCHAIN_ROOTS:
-        return True
-    relative = Path(*module.split(".")).with_suffix(".olean")
-    roots = [project, *sorted((project / ".lake" / "packages").glob("*"))]
-    return any((root / lib / relative).is_file() for root in roots for lib in _OLEAN_DIRS)
+    return module.split(".")[0] in _TOOLCHAIN_ROOTS or olean_of(module, project) is not None

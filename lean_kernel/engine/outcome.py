@@ -99,18 +99,7 @@ OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)[1:]
 ACCEPTED: frozenset[str] = frozenset({"ok", "sorry"})
 #: Statuses and outcomes of a command that did not go through: counted and shown as failures
 #: everywhere.
-FAILED: frozenset[str] = frozenset(
-    {
-        "error",
-        "out of heartbeats",
-        "timeout",
-        "crashed",
-        "out of memory",
-        "stopped",
-        "cancelled",
-        "exception",
-    }
-)
+FAILED: frozenset[str] = frozenset(OUTCOMES) - ACCEPTED
 
 
 def failed(response: Response) -> bool:

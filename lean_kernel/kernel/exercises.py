@@ -25,7 +25,7 @@ from lean_kernel.engine.verdict import (
     is_allowed,
     judge,
 )
-from lean_kernel.text.syntax import IDENT_RE, mask
+from lean_kernel.text.syntax import IDENT_RE, mask, statement_colon
 
 __all__ = [
     "EXERCISE_HELP",
@@ -54,7 +54,6 @@ _AXIOM_WORDS = {
 }
 _NATIVE_WORDS = "native_decide: trusts the compiler, not the kernel"
 _USER_WORDS = "declared with `axiom`: nothing checks it"
-_OPENERS, _CLOSERS = "([{⦃⟨", ")]}⦄⟩"
 _ALLOW = re.compile(r"\s--allow(?:\s+|=)(\S+)\s*$")
 # Why a verdict fails an exercise, for those whose words do not depend on the details.
 _WORDS = {
@@ -120,7 +119,7 @@ def parse_exercise(args: str) -> Exercise:
     except ValueError as err:
         raise ExerciseUsageError(f"%exercise --allow: {err}.") from None
     name = IDENT_RE.match(rest)
-    colon = _top_level_colon(mask(rest).text, name.end()) if name else -1
+    colon = statement_colon(mask(rest).text, name.end()) if name else -1
     statement = rest[colon + 1 :].strip()
     if name is None or colon < 0 or not statement:
         raise ExerciseUsageError(
@@ -132,21 +131,6 @@ def parse_exercise(args: str) -> Exercise:
     if binders:
         statement = f"∀ {binders}, {statement}"
     return Exercise(name.group(0), statement, allowed, tuple(dict.fromkeys(allows)), shown=rest)
-
-
-def _top_level_colon(masked: str, start: int) -> int:
-    """Where the statement's ``:`` is: the first one from ``start`` outside brackets (not
-    ``:=``); -1 if none."""
-    depth = 0
-    for index in range(start, len(masked)):
-        char = masked[index]
-        if char in _OPENERS:
-            depth += 1
-        elif char in _CLOSERS:
-            depth -= 1
-        elif char == ":" and depth == 0 and not masked.startswith(":=", index):
-            return index
-    return -1
 
 
 class Exercises:

@@ -20,12 +20,13 @@ are served: ``ok`` and ``error`` without sorries (a sorry's proof state lives in
 
 from __future__ import annotations
 
-import re
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.heartbeats import HeartbeatSetting, heartbeat_limit
+from lean_kernel.engine.imports import imported_modules, olean_of
 from lean_kernel.engine.outcome import status_of
 from lean_kernel.engine.protocol import CommandResponse
 from lean_kernel.engine.resultstore import (
@@ -38,16 +39,11 @@ from lean_kernel.engine.resultstore import (
 from lean_kernel.errors import ReplSetupError
 from lean_kernel.notebook.document import is_import_cell
 from lean_kernel.notebook.process import CellResult
-from lean_kernel.text.syntax import mask
 
 __all__ = ["CellStore", "StoredAnswer"]
 
 #: Statuses served from the store (a ``sorry`` needs a live proof state for ``%proof``).
 _SERVED = ("ok", "error")
-# `import M`, `public import M`, `import all M` (comments and strings masked first).
-_IMPORT = re.compile(r"\bimport\s+(?:all\s+)?([^\s]+)")
-# Where Lake puts a package's .olean files (lib/lean since Lake 5, lib before, build/lib of old).
-_OLEAN_DIRS = (".lake/build/lib/lean", ".lake/build/lib", "build/lib")
 
 
 @dataclass(frozen=True)
@@ -152,17 +148,13 @@ class CellStore:
 def _imports_fingerprint(text: str, project: Path) -> str:
     """Size and time of the ``.olean`` each import of ``text`` loads from ``project`` or its
     packages (``-`` for a module found in neither: Lean's own, named by its version)."""
-    roots = [project, *sorted(project.glob(".lake/packages/*"))]
     found = []
-    for module in _IMPORT.findall(mask(text).text):
-        relative = module.replace("«", "").replace("»", "").replace(".", "/") + ".olean"
+    for module in imported_modules(text):
+        olean = olean_of(module, project)
         stamp = "-"
-        for olean in (root / lib / relative for root in roots for lib in _OLEAN_DIRS):
-            try:
+        if olean is not None:
+            with contextlib.suppress(OSError):
                 stat = olean.stat()
-            except OSError:
-                continue
-            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
-            break
+                stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
         found.append(f"{module}={stamp}")
     return "imports:" + ";".join(found)

@@ -9,6 +9,7 @@ Identifier characters follow Lean's own rules (`Lean.isLetterLike`, `isSubScript
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Lean.isLetterLike: Greek (without λ, Π, Σ), Coptic, polytonic Greek, the letterlike block
@@ -322,3 +323,30 @@ def _constructors(tokens: list[_Token], j: int, kind: str) -> list[str]:
     if kind != "inductive" and not custom:
         found.append("mk")
     return found
+
+
+_OPENERS = "([{⦃⟨"
+_CLOSERS = ")]}⦄⟩"
+
+
+def top_level_index(masked: str, start: int, hit: Callable[[int], bool]) -> int:
+    """The first index from ``start`` outside brackets where ``hit`` holds, in ``masked`` text
+    (comments and strings blanked: ``mask``); -1 if none."""
+    depth = 0
+    for k in range(start, len(masked)):
+        char = masked[k]
+        if char in _OPENERS:
+            depth += 1
+        elif char in _CLOSERS:
+            depth -= 1
+        elif depth == 0 and hit(k):
+            return k
+    return -1
+
+
+def statement_colon(masked: str, start: int) -> int:
+    """Where a declaration's type starts: its first top-level ``:`` from ``start`` (not
+    ``:=``); -1 if none."""
+    return top_level_index(
+        masked, start, lambda k: masked[k] == ":" and not masked.startswith(":=", k)
+    )

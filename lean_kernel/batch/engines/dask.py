@@ -17,7 +17,7 @@ import threading
 import uuid
 from typing import Any
 
-from lean_kernel.batch.capacity import WorkerPlan
+from lean_kernel.batch.capacity import WorkerPlan, plan_slots
 from lean_kernel.batch.engines import Report
 from lean_kernel.batch.jobs import BatchJob, JobOutcome
 from lean_kernel.batch.records import item_from_record, item_to_record
@@ -76,24 +76,18 @@ class DaskEngine:
                 "some (dask worker ADDRESS) before making the pool"
             )
         threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
-        wanted = requested if requested is not None else threads
-        if wanted < 1:
-            raise ValueError(f"num_workers must be at least 1, not {wanted}")
-        where = f"{len(workers)} Dask workers, {threads} threads"
-        if not per_repl_mb:
-            return WorkerPlan(wanted, wanted, f"{wanted} REPL slots on {where}")
-        fits = 0
-        for info in workers.values():
-            limit = info.get("memory_limit") or 0
-            fits += math.floor(limit / _MB * max_total_memory / per_repl_mb) if limit else wanted
-        granted = max(1, min(wanted, fits))
-        note = f"{granted} REPL slots on {where}"
-        if granted < wanted:
-            note += (
-                f" instead of {wanted}: at {per_repl_mb:.0f} MB per REPL the workers' memory "
-                f"limits hold {fits}"
+        fits = None
+        if per_repl_mb:
+            fits = sum(
+                math.floor(limit / _MB * max_total_memory / per_repl_mb)
+                if (limit := info.get("memory_limit") or 0)
+                else (requested or threads)
+                for info in workers.values()
             )
-        return WorkerPlan(granted, wanted, note)
+        where = f"{len(workers)} Dask workers, {threads} threads"
+        return plan_slots(
+            requested, threads, where, fits, per_repl_mb, "the workers' memory limits"
+        )
 
     # -- running -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from lean_kernel.batch.capacity import WorkerPlan
+from lean_kernel.batch.capacity import WorkerPlan, plan_slots
 from lean_kernel.batch.engines import Report
 from lean_kernel.batch.jobs import BatchJob, JobOutcome
 from lean_kernel.batch.remote import (
@@ -138,23 +138,14 @@ class RayEngine:
     ) -> WorkerPlan:
         resources = self._ray.cluster_resources()
         cpus = int(resources.get("CPU", 1))
-        wanted = requested if requested is not None else max(1, cpus)
-        if wanted < 1:
-            raise ValueError(f"num_workers must be at least 1, not {wanted}")
         nodes = len([n for n in self._ray.nodes() if n.get("Alive")])
         where = f"Ray, {nodes} node{'s' if nodes != 1 else ''}, {cpus} CPUs"
         memory_mb = resources.get("memory", 0) / _MB
-        if not per_repl_mb or not memory_mb:
-            return WorkerPlan(wanted, wanted, f"{wanted} REPL slots on {where}")
-        fits = int(memory_mb * max_total_memory // per_repl_mb)
-        granted = max(1, min(wanted, fits))
-        note = f"{granted} REPL slots on {where}"
-        if granted < wanted:
-            note += (
-                f" instead of {wanted}: at {per_repl_mb:.0f} MB per REPL the cluster's "
-                f"{memory_mb:.0f} MB hold {fits}"
-            )
-        return WorkerPlan(granted, wanted, note)
+        fits = (
+            int(memory_mb * max_total_memory // per_repl_mb) if per_repl_mb and memory_mb else None
+        )
+        memory = f"the cluster's {memory_mb:.0f} MB"
+        return plan_slots(requested, max(1, cpus), where, fits, per_repl_mb, memory)
 
     def start(self, pool_id: str, num_slots: int, report: Report) -> None:
         ray = self._ray
