@@ -119,10 +119,11 @@ def test_results_are_those_of_the_thread_pool_item_by_item(cluster, tmp_path):
     assert {r.status for r in there} == {"ok", "sorry"}
     # Headers: each REPL elaborated each header it worked on once (a slot keeps its REPL and
     # what it holds between jobs); how many slots take up a header is the scheduler's balance,
-    # as on threads (the bug this replaces: 11-15 elaborations of 4 headers on 4 Dask slots).
+    # as on threads, and varies with when each Ray actor comes up (seen: 4 to 9 for 4 headers
+    # on 4 slots). The bug this replaces: REPLs elaborating headers they already held.
     held = {(r.worker.split(" pid ")[1], r.command.split("\n", 1)[0]) for r in there}
-    assert header_runs(tmp_path / "c.log") == len(held) <= 8
-    # ...and progress moved item by item, not job by job (chunks of up to 16).
+    assert header_runs(tmp_path / "c.log") == len(held)
+    # ...and progress moved item by item, not job by job (chunks of up to 64).
     assert len(set(seen)) >= len(commands) // 2
     assert status["executor"] in ("dask", "ray") and len(status["workers"]) == 4
     assert all(w["repl"] == "running" and w["pid"] for w in status["workers"])
