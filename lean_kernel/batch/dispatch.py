@@ -16,7 +16,7 @@ import concurrent.futures
 import threading
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lean_kernel.batch.engines import Engine
 from lean_kernel.batch.handle import BatchHandle
@@ -38,6 +38,9 @@ from lean_kernel.engine.memory import measure_repl_memory
 from lean_kernel.engine.protocol import BaseREPLQuery
 from lean_kernel.engine.sessioncache import ReplaySessionCache, SessionEntry
 from lean_kernel.errors import ReplCancelledError
+
+if TYPE_CHECKING:
+    from lean_kernel.engine.server import AutoLeanServer
 
 __all__ = ["Dispatcher"]
 
@@ -297,21 +300,22 @@ class Dispatcher:
         now = time.monotonic()
         workers = []
         for worker in self.workers.workers:
-            server = worker.running_server
+            server = worker.running_server  # read once: the reaper may end it meanwhile
+            state = _repl_state(worker, server)
             headers = len(held[worker.index]) if worker.index < len(held) else 0
-            resting = not worker.busy and (worker.started or worker.reaped)
+            resting = not worker.busy and state != "not started"
             workers.append(
                 {
                     "worker": worker.index,
                     "pid": server.pid if server is not None else None,
                     "alive": server.is_alive() if server is not None else False,
-                    "repl": _repl_state(worker),
+                    "repl": state,
                     "memory_mb": round(
                         measure_repl_memory(server.pid if server is not None else None).own_mb, 1
                     ),
                     "busy": worker.index in busy,
                     "idle_s": round(worker.idle_seconds(now), 1) if resting else None,
-                    "headers": 0 if worker.reaped else headers,
+                    "headers": 0 if state == "reaped" else headers,
                     "restarts": worker.restarts,
                     "reaps": worker.reaps,
                 }
@@ -367,9 +371,10 @@ def _slot_rows(
     return rows
 
 
-def _repl_state(worker: Worker) -> str:
+def _repl_state(worker: Worker, server: AutoLeanServer | None) -> str:
     """``running``, ``reaped`` (ended for being idle; the next job starts one) or ``not started``
-    (a pool on another executor runs its REPLs in that executor's processes)."""
-    if worker.started:
+    (a pool on another executor runs its REPLs in that executor's processes), judged from the
+    ``server`` the caller read once so that the row's pid and state agree."""
+    if server is not None:
         return "running"
-    return "reaped" if worker.reaped else "not started"
+    return "reaped" if worker.reaps > 0 else "not started"
