@@ -1,9 +1,10 @@
 """Engine round-trip benchmark: what LeanServer adds to one request, measured side by side.
 
-Run: ``python bench/engine.py [--n 3000] [--rounds 5]``. Every client sends trivial commands,
-one at a time, after one untimed request (so the REPL's start-up is not counted); rounds
-alternate between the clients (each round starting with another) so machine noise hits all of
-them alike, and the table gives the median requests per second and the ratios:
+Run: ``python bench/engine.py [--chunk 500] [--chunks 30]``. Every client sends trivial
+commands, one at a time, to its own REPL, started (and sent one untimed request) before the
+clock runs. All clients stay up together; the clock runs over chunks of ``--chunk`` requests,
+each client's chunk in turn (each chunk round starting with another client), so a slow moment
+of the machine hits every client alike; the table gives each client's median chunk.
 
 - line echo: a bare subprocess that echoes one line (the floor of any pipe round trip);
 - minimal client: a competent hand-written protocol client (``json.dumps`` + blank line out,
@@ -18,16 +19,21 @@ which parses each request as the real one does) show how much of that a REPL wit
 of its own hides. Goal: AutoLeanServer on the zero-cost REPL takes at most 1.25x the minimal
 client's time per request.
 
-Reading it: a round trip between two processes runs in one of two regimes, and a run can land
-in either: both on one CPU (about 15 µs here, the client's own cost counts fully), or on two,
-each woken by an interrupt (60-100 µs on a small VM, where that cost is mostly hidden). So
-compare rows of one table; run it several times before trusting a ratio near the goal.
+Placement. A round trip between two processes costs very different times depending on where the
+scheduler puts them: on one CPU (a context switch each way; the client's own work counts in
+full) or on two (each side woken by an interrupt, 60-100 µs on a small VM, which hides most of
+the client's work). Left to the scheduler, each client lands in either regime by chance and a
+ratio means nothing (0.8x to 4x between runs here). So every client is measured in both,
+pinned with ``sched_setaffinity``: "one CPU" (the benchmark and every REPL on one CPU) and
+"two CPUs" (each REPL on another CPU than the benchmark). The goal is judged on one CPU, the
+placement where the client's cost shows most; on a one-CPU machine only that one is run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -54,35 +60,52 @@ ECHO = [
 #: The goal: AutoLeanServer's time per request over the minimal client's, on the zero-cost REPL.
 GOAL = 1.25
 
-#: A client: runs n requests against its REPL (started first, and sent one untimed request),
-#: returns the seconds they took.
-Client = Callable[[int], float]
+
+class Client:
+    """One client and its REPL process, started at once; ``timed(n)`` is the seconds ``n``
+    requests take; ``repl_pid`` is the REPL's process (for placing it on a CPU)."""
+
+    repl_pid: int
+
+    def timed(self, n: int) -> float:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
-def line_echo(n: int) -> float:
+class LineEcho(Client):
     """The floor: one line out, the same line back, through a buffered pipe."""
-    proc = subprocess.Popen(ECHO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    stdin, stdout = proc.stdin, proc.stdout
-    stdin.write(b"warm-up\n")
-    stdin.flush()
-    stdout.readline()
-    start = time.perf_counter()
-    for i in range(n):
-        stdin.write(b'{"cmd": "#eval %d"}\n' % i)
-        stdin.flush()
-        stdout.readline()
-    elapsed = time.perf_counter() - start
-    proc.kill()
-    proc.wait()
-    return elapsed
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(ECHO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.repl_pid = self.proc.pid
+        self.timed(1)
+
+    def timed(self, n: int) -> float:
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        start = time.perf_counter()
+        for i in range(n):
+            stdin.write(b'{"cmd": "#eval %d"}\n' % i)
+            stdin.flush()
+            stdout.readline()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
-def minimal_client(repl: list[str]) -> Client:
+class MinimalClient(Client):
     """The 1.00x: the least a competent client of the protocol does per request."""
 
-    def run(n: int) -> float:
-        proc = subprocess.Popen(repl, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        stdin, stdout = proc.stdin, proc.stdout
+    def __init__(self, repl: list[str]) -> None:
+        self.proc = subprocess.Popen(repl, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.repl_pid = self.proc.pid
+        self.timed(1)
+
+    def timed(self, n: int) -> float:
+        stdin, stdout = self.proc.stdin, self.proc.stdout
 
         def request(cmd: str) -> dict:
             stdin.write((json.dumps({"cmd": cmd}) + "\n\n").encode())
@@ -92,77 +115,104 @@ def minimal_client(repl: list[str]) -> Client:
                 lines.append(line)
             return json.loads(b"".join(lines))
 
-        request("#eval 0")
         start = time.perf_counter()
         for i in range(n):
             request(f"#eval {i}")
-        elapsed = time.perf_counter() - start
-        proc.kill()
-        proc.wait()
-        return elapsed
+        return time.perf_counter() - start
 
-    return run
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
-def engine(server_type: type[LeanServer], repl: list[str], *, bounded: bool = False) -> Client:
+class EngineClient(Client):
     """LeanServer or AutoLeanServer, configured as a user would with an explicit command;
     ``bounded``: each request with a timeout and a cancel event, as a batch worker sends it."""
 
-    def run(n: int) -> float:
-        limits = {"timeout": 60.0, "cancel": threading.Event()} if bounded else {}
-        with server_type(LeanREPLConfig(repl_command=repl)) as server:
-            server.run(Command(cmd="#eval 0"))
-            start = time.perf_counter()
-            for i in range(n):
-                server.run(Command(cmd=f"#eval {i}"), **limits)
-            return time.perf_counter() - start
+    def __init__(self, server_type: type[LeanServer], repl: list[str], bounded: bool) -> None:
+        self.server = server_type(LeanREPLConfig(repl_command=repl))
+        self.limits = {"timeout": 60.0, "cancel": threading.Event()} if bounded else {}
+        assert self.server.pid is not None
+        self.repl_pid = self.server.pid
+        self.timed(1)
 
-    return run
+    def timed(self, n: int) -> float:
+        run, limits = self.server.run, self.limits
+        start = time.perf_counter()
+        for i in range(n):
+            run(Command(cmd=f"#eval {i}"), **limits)
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.server.close()
+
+
+#: name -> (REPL label, how to start the client)
+CLIENTS: dict[str, tuple[str, Callable[[], Client]]] = {
+    "line echo (floor)": ("echo", LineEcho),
+    "minimal client": ("zero", lambda: MinimalClient(ZERO_REPL)),
+    "LeanServer": ("zero", lambda: EngineClient(LeanServer, ZERO_REPL, False)),
+    "AutoLeanServer": ("zero", lambda: EngineClient(AutoLeanServer, ZERO_REPL, False)),
+    "  timeout + cancel": ("zero", lambda: EngineClient(AutoLeanServer, ZERO_REPL, True)),
+    "minimal client (fake)": ("fake", lambda: MinimalClient(FAKE_REPL)),
+    "LeanServer (fake)": ("fake", lambda: EngineClient(LeanServer, FAKE_REPL, False)),
+    "AutoLeanServer (fake)": ("fake", lambda: EngineClient(AutoLeanServer, FAKE_REPL, False)),
+}
+BASELINE = {"echo": "minimal client", "zero": "minimal client", "fake": "minimal client (fake)"}
+
+
+def measure(here: int, repl_cpu: int, chunk: int, chunks: int) -> dict[str, float]:
+    """Median seconds per request of each client, the benchmark on CPU ``here`` and every REPL
+    on ``repl_cpu``."""
+    os.sched_setaffinity(0, {here})  # REPLs started from here inherit it...
+    clients = {name: start() for name, (_, start) in CLIENTS.items()}
+    try:
+        for client in clients.values():
+            os.sched_setaffinity(client.repl_pid, {repl_cpu})  # ...unless placed elsewhere
+        times: dict[str, list[float]] = {name: [] for name in clients}
+        names = list(clients)
+        for round_ in range(chunks):
+            shift = round_ % len(names)  # each round starts with another client
+            for name in names[shift:] + names[:shift]:
+                times[name].append(clients[name].timed(chunk) / chunk)
+        return {name: statistics.median(t) for name, t in times.items()}
+    finally:
+        for client in clients.values():
+            client.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=3000, help="requests per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--chunk", type=int, default=500, help="requests per timed chunk")
+    parser.add_argument("--chunks", type=int, default=30, help="chunks per client and placement")
     args = parser.parse_args()
-    clients: dict[str, tuple[str, Client]] = {
-        "line echo (floor)": ("echo", line_echo),
-        "minimal client": ("zero", minimal_client(ZERO_REPL)),
-        "LeanServer": ("zero", engine(LeanServer, ZERO_REPL)),
-        "AutoLeanServer": ("zero", engine(AutoLeanServer, ZERO_REPL)),
-        "  timeout + cancel": ("zero", engine(AutoLeanServer, ZERO_REPL, bounded=True)),
-        "minimal client (fake)": ("fake", minimal_client(FAKE_REPL)),
-        "LeanServer (fake)": ("fake", engine(LeanServer, FAKE_REPL)),
-        "AutoLeanServer (fake)": ("fake", engine(AutoLeanServer, FAKE_REPL)),
+    cpus = sorted(os.sched_getaffinity(0))
+    placements = {"one CPU": (cpus[-1], cpus[-1])}
+    if len(cpus) > 1:
+        placements["two CPUs"] = (cpus[-1], cpus[-2])
+    results = {
+        label: measure(here, there, args.chunk, args.chunks)
+        for label, (here, there) in placements.items()
     }
-    times: dict[str, list[float]] = {name: [] for name in clients}
-    names = list(clients)
-    for round_ in range(args.rounds):
-        shift = round_ % len(names)  # each round starts with another client: no fixed order
-        for name in names[shift:] + names[:shift]:
-            times[name].append(clients[name][1](args.n))
-    per_request = {name: statistics.median(t) / args.n for name, t in times.items()}
-    baseline = {
-        "echo": per_request["minimal client"],
-        "zero": per_request["minimal client"],
-        "fake": per_request["minimal client (fake)"],
-    }
-    echo = per_request["line echo (floor)"]
-    print(f"machine: {describe_machine()}; {args.n} requests x {args.rounds} rounds")
+    print(f"machine: {describe_machine()}; {args.chunks} chunks x {args.chunk} requests")
     print("REPL: zero = bench/zero_repl.py (answers without parsing), fake = tests/fake_repl.py")
-    print(f"{'client':<24}{'REPL':>6}{'req/s':>10}{'µs/req':>10}{'vs minimal':>12}{'vs echo':>10}")
-    for name, seconds in per_request.items():
-        repl = clients[name][0]
+    header = f"{'client':<24}{'REPL':>6}"
+    for label in results:
+        header += f"{label + ' µs/req':>20}{'vs minimal':>12}"
+    print(header)
+    for name, (repl, _) in CLIENTS.items():
+        row = f"{name:<24}{repl:>6}"
+        for per_request in results.values():
+            seconds = per_request[name]
+            row += f"{seconds * 1e6:>20.1f}{seconds / per_request[BASELINE[repl]]:>11.2f}x"
+        print(row)
+    for label, per_request in results.items():
+        ratio = per_request["AutoLeanServer"] / per_request["minimal client"]
+        judged = ("meets" if ratio <= GOAL else "MISSES") + f" the {GOAL:.2f}x goal"
         print(
-            f"{name:<24}{repl:>6}{1 / seconds:>10.0f}{seconds * 1e6:>10.1f}"
-            f"{seconds / baseline[repl]:>11.2f}x{seconds / echo:>9.2f}x"
+            f"AutoLeanServer on the zero-cost REPL, {label}: {ratio:.2f}x the minimal client "
+            f"per request" + (f" ({judged})" if label == "one CPU" else "")
         )
-    ratio = per_request["AutoLeanServer"] / per_request["minimal client"]
-    verdict = "meets" if ratio <= GOAL else "MISSES"
-    print(
-        f"AutoLeanServer on the zero-cost REPL: {ratio:.2f}x the minimal client per request "
-        f"({verdict} the {GOAL:.2f}x goal)"
-    )
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ from lean_kernel import *  # noqa: F403
 from lean_kernel import __all__ as _engine_names
 from lean_kernel import load_ipython_extension, unload_ipython_extension
 from lean_kernel.batch import pool
-from lean_kernel.engine import config, protocol, server, sessioncache
+from lean_kernel.engine import autoserver, config, protocol, sessioncache
 
 for _name, _module in {
     "interface": protocol,
     "config": config,
     "pool": pool,
-    "server": server,
+    "server": autoserver,  # LeanInteract's module of both servers
     "sessioncache": sessioncache,
 }.items():
     sys.modules[f"{__name__}.{_name}"] = _module

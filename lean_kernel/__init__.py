@@ -15,7 +15,8 @@ from lean_kernel.batch import pool, results
 from lean_kernel.batch.handle import BatchHandle
 from lean_kernel.batch.pool import LeanServerPool
 from lean_kernel.batch.results import BatchResults, ItemResult
-from lean_kernel.engine import config, protocol, server, sessioncache
+from lean_kernel.engine import autoserver, config, protocol, sessioncache
+from lean_kernel.engine.autoserver import AutoLeanServer
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.protocol import (
     Command,
@@ -33,7 +34,7 @@ from lean_kernel.engine.protocol import (
     UnpickleEnvironment,
     UnpickleProofState,
 )
-from lean_kernel.engine.server import AutoLeanServer, LeanServer
+from lean_kernel.engine.server import LeanServer
 from lean_kernel.engine.sessioncache import ReplaySessionCache
 from lean_kernel.errors import *  # noqa: F403  (every error users can act on)
 from lean_kernel.errors import __all__ as _error_names
@@ -44,7 +45,7 @@ for _old, _module in {
     "pool": pool,
     "protocol": protocol,
     "results": results,
-    "server": server,
+    "server": autoserver,  # LeanInteract's module of both servers
     "sessioncache": sessioncache,
 }.items():
     _sys.modules.setdefault(f"{__name__}.{_old}", _module)

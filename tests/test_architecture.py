@@ -67,17 +67,19 @@ def test_the_engine_names_load_no_jupyter_machinery():
 
 def test_old_module_paths_are_the_new_modules():
     import lean_interact.pool
-    import lean_interact.server
+    import lean_interact.server as interact_server
     import lean_kernel.config
     import lean_kernel.pool
     import lean_kernel.protocol
-    import lean_kernel.server
+    import lean_kernel.server as old_server
     import lean_kernel.sessioncache
 
     from lean_kernel.batch import pool
-    from lean_kernel.engine import config, protocol, server, sessioncache
+    from lean_kernel.engine import autoserver, config, protocol, sessioncache
 
-    assert lean_kernel.server is server is lean_interact.server
+    # LeanInteract's ``server`` module holds both servers
+    assert old_server is autoserver is interact_server
+    assert {"LeanServer", "AutoLeanServer"} <= set(vars(interact_server))
     assert lean_kernel.pool is pool is lean_interact.pool
     assert lean_kernel.config is config
     assert lean_kernel.protocol is protocol

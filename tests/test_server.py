@@ -407,6 +407,14 @@ def test_repl_that_died_unnoticed_is_replaced_before_the_next_request(auto, requ
     assert sent == ["def kept := 7", "def kept := 7", "#eval kept"], "replayed, then sent once"
 
 
+def test_run_dict_resends_a_request_the_dead_repl_never_got(auto, request_log):
+    os.kill(auto.pid, signal.SIGKILL)
+    _wait_unreaped_death(auto.pid)
+    assert auto.run_dict({"cmd": "#eval 5"})["messages"][0]["data"] == "5"
+    assert auto.last_restart.kind == "exited" and auto.restart_count == 1
+    assert [r.get("cmd") for r in read_log(request_log)] == ["#eval 5"], "sent once, to the new one"
+
+
 def test_run_dict_on_auto_server_restarts_after_a_crash(auto):
     old_pid = auto.pid
     with pytest.raises(ReplCrashedError):

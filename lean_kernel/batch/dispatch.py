@@ -40,7 +40,7 @@ from lean_kernel.engine.sessioncache import ReplaySessionCache, SessionEntry
 from lean_kernel.errors import ReplCancelledError
 
 if TYPE_CHECKING:
-    from lean_kernel.engine.server import AutoLeanServer
+    from lean_kernel.engine.autoserver import AutoLeanServer
 
 __all__ = ["Dispatcher"]
 

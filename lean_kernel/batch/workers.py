@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from lean_kernel.batch.headers import shift_response
+from lean_kernel.engine.autoserver import AutoLeanServer
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.imports import check_imports
 from lean_kernel.engine.memory import measure_repl_memory
 from lean_kernel.engine.protocol import Command, CommandResponse, LeanError
-from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.engine.sessioncache import ReplaySessionCache
 from lean_kernel.errors import ReplCancelledError
 

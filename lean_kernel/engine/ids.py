@@ -137,11 +137,12 @@ class KeptIds:
         (None while replaying: then an unmapped id is refused).
         """
         fields = vars(request)  # the declared fields (a getattr of a missing one is slow)
+        env, state = fields.get("env"), fields.get("proof_state")
         update = {}
-        for field in ("env", "proof_state"):
-            value = fields.get(field)
-            if isinstance(value, int) and value < 0:
-                update[field] = self._own_id(field, value, replay)
+        if type(env) is int and env < 0:
+            update["env"] = self._own_id("env", env, replay)
+        if type(state) is int and state < 0:
+            update["proof_state"] = self._own_id("proof_state", state, replay)
         return request.model_copy(update=update) if update else request
 
     def _own_id(

@@ -26,9 +26,16 @@ from lean_kernel.engine import guardian
 
 STDERR_TAIL_BYTES = 64 * 1024
 POLL_SLICE_S = 0.05
-_HUNG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 _PR_SET_PDEATHSIG = 1
+
+
+class InputClosed(EOFError):
+    """The process closed its input (it exited) during a write; it took ``sent`` bytes first."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"the REPL closed its input after {sent} bytes")
+        self.sent = sent
 
 
 class ReplProcess:
@@ -78,7 +85,8 @@ class ReplProcess:
         self._stderr_thread.start()
 
     def write(self, data: bytes, check: Callable[[], None]) -> None:
-        """Write all of ``data``; ``check`` runs between waits and raises to abort."""
+        """Write all of ``data``; ``check`` runs between waits and raises to abort.
+        ``InputClosed`` when the process closed its input (it exited) first."""
         view = memoryview(data)
         while view:
             try:
@@ -86,7 +94,7 @@ class ReplProcess:
             except BlockingIOError:
                 written = 0
             except BrokenPipeError:
-                raise EOFError("the REPL closed its input") from None
+                raise InputClosed(len(data) - len(view)) from None
             view = view[written:]
             if view:
                 check()
@@ -101,12 +109,6 @@ class ReplProcess:
     def is_alive(self) -> bool:
         """Whether the process has not exited."""
         return self.popen.poll() is None
-
-    def hung_up(self) -> bool:
-        """Whether the process closed its output: it exited (or is exiting), so no request can
-        be answered. Cheaper than ``is_alive`` (a poll, no reaping), for a check per request."""
-        ready = self._poll_out.poll(0)
-        return bool(ready) and bool(ready[0][1] & _HUNG_UP)
 
     @property
     def returncode(self) -> int | None:

@@ -22,38 +22,23 @@ from typing import Any
 from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
 from lean_kernel.engine.framing import decode_response, encode_request, read_response, stderr_note
 from lean_kernel.engine.heartbeats import HeartbeatSetting
-from lean_kernel.engine.ids import KeptIds, ProcessIds
-from lean_kernel.engine.memory import MemoryLimits, MemoryWatchdog, measure_repl_memory
-from lean_kernel.engine.process import ReplProcess, kill_tree, monotonic_deadline
+from lean_kernel.engine.ids import ProcessIds
+from lean_kernel.engine.memory import measure_repl_memory
+from lean_kernel.engine.process import InputClosed, ReplProcess, kill_tree, monotonic_deadline
 from lean_kernel.engine.protocol import (
     BaseREPLQuery,
     Command,
     FileCommand,
-    LeanError,
     Response,
     parse_request,
     parse_response,
 )
-from lean_kernel.engine.restarts import Restart, RestartKind
-from lean_kernel.engine.sessioncache import ReplaySessionCache, SessionEntry, StateKind
 from lean_kernel.errors import (
     LeanKernelError,
     ReplCancelledError,
     ReplCrashedError,
-    ReplMemoryError,
-    ReplProtocolError,
     ReplSetupError,
     ReplTimeoutError,
-    StaleStateError,
-)
-
-#: The errors after which the REPL process is gone (it died, or was killed to stop a command).
-_PROCESS_KILLERS = (
-    ReplCrashedError,
-    ReplTimeoutError,
-    ReplCancelledError,
-    ReplMemoryError,
-    ReplProtocolError,
 )
 
 
@@ -172,22 +157,35 @@ class LeanServer:
         first runs under Lean's ``maxHeartbeats`` (``heartbeats``, default ``config.heartbeats``;
         see ``engine.heartbeats``): over it, it fails as a Lean error and the REPL lives on.
         """
-        if not isinstance(request, BaseREPLQuery):
-            raise TypeError(
-                f"run() takes a request model such as Command(cmd=...), not "
-                f"{type(request).__name__}; use run_dict() for raw JSON objects"
-            )
-        payload = request.to_wire()
+        check_request(request)
         with self._lock:
-            if not isinstance(request, (Command, FileCommand)):
-                return parse_response(request, self._roundtrip(payload, timeout, cancel))
+            try:
+                return self._request(request, timeout, cancel, heartbeats)
+            except UnsentRequest as unsent:
+                raise unsent.error from None
+
+    def _request(
+        self,
+        request: BaseREPLQuery,
+        timeout: float | None,
+        cancel: threading.Event | None,
+        heartbeats: HeartbeatSetting | None,
+    ) -> Response:
+        """``run``'s work, the lock held: a command on an env goes under its heartbeat limit."""
+        payload = request.to_wire()
+        if not isinstance(request, (Command, FileCommand)):
+            return parse_response(request, self._roundtrip(payload, timeout, cancel))
+        if self._command_options:
             payload = {**self._command_options, **payload}
-            limits, generation = self._heartbeat_limits, self._ids.generation
-            payload, timeout = limits.apply(
-                payload, timeout, heartbeats, generation, cancel, self._roundtrip
-            )
-            answer = self._roundtrip(payload, timeout, cancel)
-            limits.observe(payload, answer, generation)
+        limits = self._heartbeat_limits
+        if not limits.enabled:
+            return parse_response(request, self._roundtrip(payload, timeout, cancel))
+        generation = self._ids.generation
+        payload, timeout = limits.apply(
+            payload, timeout, heartbeats, generation, cancel, self._roundtrip
+        )
+        answer = self._roundtrip(payload, timeout, cancel)
+        limits.observe(payload, answer, generation)
         return parse_response(request, answer)
 
     def run_dict(
@@ -202,17 +200,12 @@ class LeanServer:
         The dict is checked first: the REPL exits on a request it cannot read, so a mistyped
         request raises ``ValueError`` here and the REPL (and its states) live on.
         """
-        if not isinstance(data, dict):
-            raise TypeError(f"run_dict() takes a dict, not {type(data).__name__}")
-        try:
-            parse_request(data)
-        except ValueError as err:
-            raise ValueError(
-                f"{err}. A request needs `cmd` (command), `path` (file), `tactic` + `proofState`"
-                ", `pickleTo`, `unpickleEnvFrom` or `unpickleProofStateFrom`."
-            ) from None
+        check_dict(data)
         with self._lock:
-            return self._roundtrip(data, timeout, cancel)
+            try:
+                return self._roundtrip(data, timeout, cancel)
+            except UnsentRequest as unsent:
+                raise unsent.error from None
 
     async def async_run(
         self, request: BaseREPLQuery, *, timeout: float | None = None, **kwargs: Any
@@ -260,9 +253,12 @@ class LeanServer:
                 )
 
         # A REPL that died is not polled for first (a system call per request): writing to
-        # it or reading from it meets its end (EOF), and _died says what became of it.
+        # it or reading from it meets its end, and _died says what became of it.
         try:
             proc.write(message, check)
+        except InputClosed as closed:
+            raise (self._died(proc) if closed.sent else UnsentRequest(self._died(proc))) from None
+        try:
             text = read_response(proc, deadline, cancel, check)
         except EOFError:
             raise self._died(proc) from None
@@ -280,215 +276,33 @@ class LeanServer:
         )
 
 
-class _Forwarded:
-    """A public attribute (LeanInteract's name) that lives on one of the server's parts."""
-
-    def __init__(self, part: str, doc: str, name: str | None = None) -> None:
-        self.part, self.__doc__, self.name = part, doc, name
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = self.name or name
-
-    def __get__(self, server: object, owner: type | None = None) -> Any:
-        return self if server is None else getattr(getattr(server, self.part), self.name)
-
-    def __set__(self, server: object, value: Any) -> None:
-        setattr(getattr(server, self.part), self.name, value)
-
-
-class AutoLeanServer(LeanServer):
-    """A ``LeanServer`` that survives its REPL: restarts after a crash, timeout or memory blow-up.
-
-    The failing request is reported (its exception is re-raised), not retried; the REPL is
-    restarted at once, so the next request pays nothing, and the session cache is replayed.
-    States kept with ``add_to_session_cache=True`` get stable negative ids valid across restarts
-    (automatic ones and ``restart()`` alike). A watchdog thread samples the REPL's memory during
-    long commands and kills it over the limit. ``last_restart`` says why the running process
-    replaced the one before (a typed `Restart`), ``restart_count`` how many restarts there were.
-    """
-
-    def __init__(
-        self,
-        config: LeanREPLConfig | None = None,
-        *,
-        max_total_memory: float = 0.8,
-        max_process_memory: float | None = None,
-        max_restart_attempts: int = 5,
-        session_cache: ReplaySessionCache | None = None,
-        memory_check_interval: float = 0.1,
-    ) -> None:
-        self._memory_limits = MemoryLimits(max_total_memory, max_process_memory)
-        self.max_restart_attempts = max_restart_attempts
-        self.session_cache = session_cache if session_cache is not None else ReplaySessionCache()
-        self.restart_count = 0
-        self.last_restart: Restart | None = None
-        self._kept = KeptIds(self.session_cache)
-        self._last_memory_check = 0.0
-        super().__init__(config)
-        self._watchdog = MemoryWatchdog(self._memory_limits, memory_check_interval)
-
-    max_total_memory = _Forwarded(
-        "_memory_limits", "Fraction of the machine's memory in use above which the REPL is killed."
-    )
-    max_process_memory = _Forwarded(
-        "_memory_limits", "MB the REPL process tree may use before it is killed; None for no limit."
-    )
-    memory_check_interval = _Forwarded(
-        "_watchdog",
-        "Seconds between memory samples during a command (shorter commands are not sampled).",
-        "interval",
-    )
-
-    def close(self) -> None:
-        """Kill the REPL process and stop the memory watchdog."""
-        self._watchdog.stop()
-        super().close()
-
-    def restart(self) -> None:
-        """Replace the REPL process with a fresh one, as after a crash: kept states are replayed
-        and keep their negative ids; every other id of the old process is refused from now on."""
-        with self._lock:
-            self._recover("requested")
-
-    def run(
-        self,
-        request: BaseREPLQuery,
-        *,
-        timeout: float | None = None,
-        cancel: threading.Event | None = None,
-        add_to_session_cache: bool = False,
-        heartbeats: HeartbeatSetting | None = None,
-    ) -> Response:
-        """Like ``LeanServer.run``; with ``add_to_session_cache`` the state survives restarts.
-
-        Negative ids (from ``add_to_session_cache``) may be used wherever an env or proof-state
-        id goes; they are translated to the current process's ids.
-        """
-        with self._lock:
-            self._ensure_healthy()
-            request_here = self._kept.resolve(request, replay=self._replay_entry)
-            watchdog = self._watchdog
-            try:
-                watchdog.watch(self._proc)
-                try:
-                    response = super().run(
-                        request_here, timeout=timeout, cancel=cancel, heartbeats=heartbeats
-                    )
-                finally:
-                    watchdog.unwatch()
-            except _PROCESS_KILLERS as err:
-                if _touched(err):
-                    self._recover("request", err)
-                raise
-            if add_to_session_cache and not isinstance(response, LeanError):
-                response = self._kept.keep(request, response)
-            return response
-
-    def run_dict(
-        self,
-        data: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        cancel: threading.Event | None = None,
-    ) -> dict[str, Any]:
-        """Like ``LeanServer.run_dict``, watched and restarted after a failure as ``run`` is."""
-        with self._lock:
-            try:
-                with self._watchdog.watching(self._proc):
-                    return super().run_dict(data, timeout=timeout, cancel=cancel)
-            except _PROCESS_KILLERS as err:
-                if _touched(err):
-                    self._recover("request", err)
-                raise
-
-    def holds_kept_state(self, request: BaseREPLQuery) -> bool:
-        """Whether the running process already holds the kept (negative-id) env or proof state
-        ``request`` uses, so it can run here without replaying (a pool prefers such a worker)."""
-        env = getattr(request, "env", None)
-        proof_state = getattr(request, "proof_state", None)
-        return (isinstance(env, int) and ("env", env) in self._kept) or (
-            isinstance(proof_state, int) and ("proof_state", proof_state) in self._kept
+def check_request(request: object) -> None:
+    """Refuse what is not a request model (``run_dict`` takes raw JSON objects)."""
+    if not isinstance(request, BaseREPLQuery):
+        raise TypeError(
+            f"run() takes a request model such as Command(cmd=...), not "
+            f"{type(request).__name__}; use run_dict() for raw JSON objects"
         )
 
-    def remove_from_session_cache(self, state_id: int, kind: StateKind = "env") -> None:
-        """Forget a kept state: it is no longer replayed and its id is refused."""
-        with self._lock:
-            self.session_cache.remove(kind, state_id)
-            self._kept.forget(kind, state_id)
 
-    def clear_session_cache(self) -> None:
-        """Forget every kept state."""
-        with self._lock:
-            self.session_cache.clear()
-            self._kept.clear()
-
-    def _died(self, proc: ReplProcess) -> LeanKernelError:
-        """Over a limit (the watchdog's kill), out of memory (the system's), or a crash."""
-        return self._watchdog.explain(proc, super()._died(proc), stderr_note(proc))
-
-    # -- restarts ------------------------------------------------------------------------------
-
-    def _ensure_healthy(self) -> None:
-        proc = self._proc
-        if proc is None:
-            self._recover("stopped")
-            return
-        if proc.hung_up():
-            self._recover("exited", self._died(proc))
-            return
-        now = time.monotonic()
-        if now - self._last_memory_check >= 1.0:
-            self._last_memory_check = now
-            over = self._memory_limits.exceeded(proc, self._watchdog.sample(proc))
-            if over:
-                self._recover("memory", memory_reason=over)
-
-    def _recover(
-        self, kind: RestartKind, error: LeanKernelError | None = None, memory_reason: str = ""
-    ) -> None:
-        """Start a fresh process (with backoff), record why (``last_restart``), and replay the
-        session cache into it."""
-        last_error: Exception | None = None
-        for attempt in range(max(self.max_restart_attempts, 1)):
-            if attempt:
-                time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
-            try:
-                LeanServer.restart(self)
-                self.restart_count += 1
-                self.last_restart = Restart.of(kind, self.generation, error, memory_reason)
-                self._restart_note = self.last_restart.note()
-                self._replay()
-                return
-            except ReplSetupError:
-                raise
-            except (LeanKernelError, OSError) as err:
-                last_error = err
-        self.kill()
-        raise ReplCrashedError(
-            f"The REPL could not be restarted after {self.max_restart_attempts} attempts: "
-            f"{last_error}",
-            exit_code=getattr(last_error, "exit_code", None),
-        ) from last_error
-
-    def _replay(self) -> None:
-        self._kept.clear()
-        for entry in self.session_cache.entries():
-            self._replay_entry(entry)
-
-    def _replay_entry(self, entry: SessionEntry) -> None:
-        """Rebuild one kept state; one that cannot be rebuilt stays unmapped and is refused."""
-        try:
-            request = self._kept.resolve(entry.request, replay=None)
-        except StaleStateError:
-            return
-        # Watched, but a failure is not recovered here: _recover retries, or the next request
-        # finds the process gone.
-        with self._watchdog.watching(self._proc):
-            response = LeanServer.run(self, request)
-        if not isinstance(response, LeanError):
-            self._kept.remember(entry, response)
+def check_dict(data: object) -> None:
+    """Refuse a raw request the REPL could not read (it would exit, losing every state)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"run_dict() takes a dict, not {type(data).__name__}")
+    try:
+        parse_request(data)
+    except ValueError as err:
+        raise ValueError(
+            f"{err}. A request needs `cmd` (command), `path` (file), `tactic` + `proofState`"
+            ", `pickleTo`, `unpickleEnvFrom` or `unpickleProofStateFrom`."
+        ) from None
 
 
-def _touched(error: LeanKernelError) -> bool:
-    """Whether a failed request did something to the REPL (a cancel before sending did not)."""
-    return not (isinstance(error, ReplCancelledError) and not error.started)
+class UnsentRequest(Exception):
+    """Raised inside the servers (never to their callers): the REPL was found dead when a
+    request was written to it, so nothing reached it; ``error`` says what became of it.
+    ``LeanServer`` raises ``error``; ``AutoLeanServer`` replaces the process and resends."""
+
+    def __init__(self, error: LeanKernelError) -> None:
+        super().__init__(str(error))
+        self.error = error

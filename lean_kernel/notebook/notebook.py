@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
+from lean_kernel.engine.autoserver import AutoLeanServer
 from lean_kernel.engine.config import LeanREPLConfig
 from lean_kernel.engine.heartbeats import HeartbeatSetting, parse_heartbeats
 from lean_kernel.engine.launch import ReplLaunch
 from lean_kernel.engine.protocol import CommandResponse
 from lean_kernel.engine.resultstore import ResultStore
-from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.engine.verdict import STANDARD_AXIOMS
 from lean_kernel.errors import LeanKernelError, ReplCrashedError, StaleStateError
 from lean_kernel.notebook.cache import ResultCache

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lean_kernel.engine.autoserver import AutoLeanServer
 from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.imports import check_imports
 from lean_kernel.engine.memory import describe_memory
@@ -26,7 +27,6 @@ from lean_kernel.engine.protocol import (
     ProofStepResponse,
 )
 from lean_kernel.engine.restarts import Restart
-from lean_kernel.engine.server import AutoLeanServer
 from lean_kernel.errors import (
     LeanKernelError,
     ReplCancelledError,
