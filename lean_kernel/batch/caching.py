@@ -29,6 +29,7 @@ import time
 from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.results import ItemResult
 from lean_kernel.engine.outcome import outcome_of, status_of
+from lean_kernel.engine.protocol import BaseREPLQuery
 from lean_kernel.engine.resultstore import (
     STORE_ENV_VAR,
     ResultStore,
@@ -53,6 +54,8 @@ _FLUSH_COUNT = 64
 _FLUSH_AGE = 1.0
 #: The ``%lean_cache`` line, as both hosts show it.
 CACHE_USAGE = "%lean_cache info|clear"
+# The key text of an item without a reference statement.
+_NO_STATEMENT = json.dumps(None)
 
 
 class BatchCache:
@@ -87,10 +90,6 @@ class BatchCache:
         """The store key of ``item`` run on ``header``; None for an item never cached (direct)."""
         if item.direct:
             return None
-        template = item.request
-        options = {} if template is None else template.to_wire()
-        options.pop("cmd", None)
-        options.pop("env", None)
         return result_key(
             self.namespace,
             header or "",
@@ -98,9 +97,9 @@ class BatchCache:
             str(item.settings_offset),
             item.body,
             str(item.line_offset),
-            json.dumps(options, sort_keys=True, separators=(",", ":")),
+            _options_text(item.request),
             self.heartbeats,
-            json.dumps(item.statement),
+            _NO_STATEMENT if item.statement is None else json.dumps(item.statement),
         )
 
     def lookup(self, header: str | None, items: list[BatchItem]) -> dict[int, ItemResult]:
@@ -110,31 +109,37 @@ class BatchCache:
         hits: dict[int, ItemResult] = {}
         for item in items:
             entry = found.get(keys[item.index] or "")
-            if entry is None or entry.verdict is None:
-                continue  # none kept, or kept without what its verdict needs
-            response = entry.to_response()
-            if status_of(response) != entry.status:
-                continue  # not what this version would call it: run it again
-            outcome = outcome_of(entry.status, response)
-            escapes = scan_escapes(item.judged_text)
-            evidence = entry.verdict.get("declarations")
-            if not isinstance(evidence, list) or not all(isinstance(e, dict) for e in evidence):
-                continue  # not what this version wrote: run it again
-            declarations = [judge_evidence(e, outcome, escapes, self.allowed) for e in evidence]
-            verdict = command_verdict(outcome, item.judged_text, declarations)
-            hits[item.index] = ItemResult(
-                index=item.index,
-                command=item.text,
-                status=entry.status,  # type: ignore[arg-type]  # a stored status is a status
-                response=response,
-                worker=CACHE_WORKER,
-                verdict=verdict.verdict,
-                verdict_reason=verdict.reason,
-                declarations=verdict.declarations,
-            )
+            hit = None if entry is None else self._judged(item, entry)
+            if hit is not None:
+                hits[item.index] = hit
         with self._lock:
             self.hits += len(hits)
         return hits
+
+    def _judged(self, item: BatchItem, entry: StoredResult) -> ItemResult | None:
+        """``item``'s result from its stored ``entry``, its verdict judged under this batch's
+        rules; None when the entry is not what this version would store (run it again)."""
+        evidence = None if entry.verdict is None else entry.verdict.get("declarations")
+        if not isinstance(evidence, list) or not all(isinstance(e, dict) for e in evidence):
+            return None  # kept without what its verdict needs, or not as this version writes it
+        response = entry.to_response()
+        if status_of(response) != entry.status:
+            return None  # not what this version would call it
+        outcome = outcome_of(entry.status, response)
+        text = item.judged_text
+        escapes = scan_escapes(text)
+        declarations = [judge_evidence(e, outcome, escapes, self.allowed) for e in evidence]
+        verdict = command_verdict(outcome, text, declarations)
+        return ItemResult(
+            index=item.index,
+            command=item.text,
+            status=entry.status,  # type: ignore[arg-type]  # a stored status is a status
+            response=response,
+            worker=CACHE_WORKER,
+            verdict=verdict.verdict,
+            verdict_reason=verdict.reason,
+            declarations=verdict.declarations,
+        )
 
     def remember(self, header: str | None, item: BatchItem, result: ItemResult) -> None:
         """Keep ``result`` (the item's final result) if it is a deterministic answer; written
@@ -168,6 +173,17 @@ class BatchCache:
             self.stored += len(pending)
         if pending:
             self.store.put_many(pending)
+
+
+def _options_text(template: BaseREPLQuery | None) -> str:
+    """The options a request template adds to its item (``all_tactics``, ``infotree``...), as
+    key text: its wire fields but the command and env, sorted."""
+    if template is None:
+        return "{}"
+    options = template.to_wire()
+    options.pop("cmd", None)
+    options.pop("env", None)
+    return json.dumps(options, sort_keys=True, separators=(",", ":"))
 
 
 class CacheUsageError(ValueError):

@@ -9,11 +9,12 @@ its proof must prove (``statement changed`` otherwise): checked here, when the b
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from lean_kernel.batch.headers import split_header, split_imports
+from lean_kernel.batch.headers import HeaderSplit, split_header, split_imports
 from lean_kernel.batch.jobs import BatchItem
 from lean_kernel.batch.scheduler import DIRECT
 from lean_kernel.engine.protocol import BaseREPLQuery, Command, FileCommand, ProofStep
@@ -104,9 +105,7 @@ def batch_item(
     else:
         split = split_header(text)
         full, body, offset = split.header, split.body, split.line_offset
-    imports = split_imports(full)
-    # One key for "import A" and "import A\n" (trailing blank lines change no position).
-    key = imports.header.rstrip() + "\n" if imports.header.strip() else ""
+    key, imports = _imports_of(full)
     return key, BatchItem(
         index=index,
         text=text,
@@ -117,6 +116,15 @@ def batch_item(
         request=template,
         statement=reference,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _imports_of(header: str) -> tuple[str, HeaderSplit]:
+    """The group key of ``header`` and its split into imports and settings; a batch's items
+    mostly share a few headers, so each distinct one is split once."""
+    imports = split_imports(header)
+    # One key for "import A" and "import A\n" (trailing blank lines change no position).
+    return (imports.header.rstrip() + "\n" if imports.header.strip() else ""), imports
 
 
 # -- reference statements ------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A command's answer depends on the Lean it ran on (version, REPL flavour and buil
 dependencies: `namespace_of`) and on everything sent with it (header, body, options: the
 callers' `result_key` parts). The store keeps deterministic answers only (`stored_result`): an
 ``ok``, ``sorry`` or ``error`` Lean gave; never a timeout, crash, cancel, exception, or a
-heartbeat stop (whose verdict depends on a limit rather than on the text).
+heartbeat stop (whose verdict depends on a limit rather than on the text). What one entry is,
+and how a row is read back into one, is ``engine.storedresult`` (its names are exported here).
 
 Entries are data: the REPL's JSON wire format as text in an SQLite file, never pickles, so a
 cache file cannot run code. The file is shared by threads (one connection behind a lock) and
@@ -17,7 +18,6 @@ once and answers every lookup with a miss. The cache never breaks a batch or a c
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -28,13 +28,12 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
 from lean_kernel.engine.config import LeanREPLConfig
-from lean_kernel.engine.heartbeats import heartbeat_stop
-from lean_kernel.engine.protocol import CommandResponse, LeanError, Response
+from lean_kernel.engine.storedresult import StoredResult, entry_json, read_entry, stored_result
 
 __all__ = [
     "STORE_ENV_VAR", "STORE_FILE_NAME", "ResultStore", "StoreInfo", "StoredResult",
@@ -45,8 +44,6 @@ __all__ = [
 STORE_ENV_VAR = "LEAN_KERNEL_RESULT_CACHE"
 #: The file's name in the cache folder (and in a folder given as the store's path).
 STORE_FILE_NAME = "results.sqlite3"
-#: Statuses whose answer is Lean's verdict on the text (the rest are the run's accidents).
-STORED_STATUSES = frozenset({"ok", "sorry", "error"})
 
 _OFF_WORDS = ("off", "0", "false", "no", "none")
 _ON_WORDS = ("on", "1", "true", "yes", "")
@@ -67,61 +64,14 @@ _SCHEMA = (
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class StoredResult:
-    """A result worth remembering: Lean's answer to a command (deterministic ends only).
-
-    ``status`` is ``ok``, ``sorry`` or ``error``; ``response`` the REPL's JSON wire format of the
-    answer (by alias, as the REPL sent it; a batch body's has no ``env``: its ids are hidden);
-    ``seconds`` how long Lean took the first time; ``verdict`` what the verdict's checks found
-    (JSON data, ``engine.verdict``), None where none were made.
-    """
-
-    status: str
-    response: dict[str, Any]
-    seconds: float
-    verdict: dict[str, Any] | None = None
-
-    def to_response(self) -> CommandResponse | LeanError:
-        """The answer validated back into the protocol model (``env`` None where none was
-        stored, as a batch gives a body's answer). A pydantic ``ValidationError`` if it is not
-        one (the store only hands out entries that are). Validated once per entry."""
-        return self._validated
-
-    @functools.cached_property
-    def _validated(self) -> CommandResponse | LeanError:
-        data = self.response
-        if "message" in data and "env" not in data:
-            return LeanError.model_validate(data)
-        if "env" in data:
-            return CommandResponse.model_validate(data)
-        # A detached answer: validate it whole, then take the placeholder id out again.
-        return CommandResponse.model_validate({**data, "env": 0}).model_copy(update={"env": None})
-
-
-def stored_result(
-    status: str, response: Response | None, seconds: float, verdict: dict[str, Any] | None = None
-) -> StoredResult | None:
-    """The StoredResult for a finished command, or None when it must not be stored: any status
-    but ``ok``/``sorry``/``error`` (timeouts, crashes, cancels, exceptions), no response, a
-    heartbeat stop (it depends on the limit, not on the text), a proof step's answer (its proof
-    state lives in one process), and a refused request (``LeanError``: it speaks of the REPL's
-    state, e.g. an unknown env, not of the text)."""
-    if status not in STORED_STATUSES or not isinstance(response, CommandResponse):
-        return None
-    if heartbeat_stop(response) is not None:
-        return None
-    return StoredResult(status, response.to_wire(), float(seconds), verdict)
-
-
 def result_key(namespace: str, *parts: str) -> str:
     """sha256 hex of the namespace and the parts (length-prefixed, so ("ab","c") != ("a","bc"))."""
-    digest = hashlib.sha256()
+    framed = bytearray()  # hashed at once: cheaper than an update per piece
     for part in (namespace, *parts):
         data = part.encode("utf-8")
-        digest.update(f"{len(data)}:".encode("ascii"))
-        digest.update(data)
-    return digest.hexdigest()
+        framed += b"%d:" % len(data)
+        framed += data
+    return hashlib.sha256(framed).hexdigest()
 
 
 def namespace_of(config: LeanREPLConfig) -> str:
@@ -255,6 +205,7 @@ class ResultStore:
 
         def read(connection: sqlite3.Connection) -> dict[str, StoredResult]:
             found: dict[str, StoredResult] = {}
+            by_answer: dict[str, StoredResult] = {}  # equal answers read once (read_entry)
             for start in range(0, len(wanted), _KEYS_PER_QUERY):
                 chunk = wanted[start : start + _KEYS_PER_QUERY]
                 marks = ",".join("?" * len(chunk))
@@ -263,8 +214,8 @@ class ResultStore:
                     f"WHERE key IN ({marks})",
                     chunk,
                 )
-                for key, *row in rows:
-                    entry = _entry(*row)
+                for key, status, response, seconds, verdict in rows:
+                    entry = read_entry(status, response, seconds, verdict, by_answer)
                     if entry is not None:
                         found[key] = entry
             return found
@@ -279,8 +230,8 @@ class ResultStore:
         """Store several entries in one transaction."""
         now = time.time()
         rows = [
-            (key, result.status, _json(result.response), float(result.seconds), now)
-            + (None if result.verdict is None else _json(result.verdict),)
+            (key, result.status, entry_json(result.response), float(result.seconds), now)
+            + (None if result.verdict is None else entry_json(result.verdict),)
             for key, result in entries
         ]
 
@@ -470,28 +421,6 @@ def _check_schema(connection: sqlite3.Connection) -> str | None:
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     # SQLITE_CORRUPT and SQLITE_NOTADB raise the base class; subclasses are locks, permissions...
     return type(exc) is sqlite3.DatabaseError
-
-
-def _entry(*row: object) -> StoredResult | None:
-    """A row (status, response, seconds, verdict) as a StoredResult, or None if it is not one
-    (never trusted beyond being data)."""
-    status, response, seconds, verdict = row
-    if status not in STORED_STATUSES or not isinstance(response, str):
-        return None
-    try:
-        data = json.loads(response)
-        found = json.loads(verdict) if isinstance(verdict, str) else None
-        if not isinstance(found, dict | None):
-            return None
-        entry = StoredResult(str(status), data, float(seconds), found)  # type: ignore[arg-type]
-        entry.to_response()
-    except (ValueError, TypeError, AttributeError):  # ValidationError is a ValueError
-        return None
-    return entry
-
-
-def _json(response: dict[str, Any]) -> str:
-    return json.dumps(response, ensure_ascii=False, separators=(",", ":"))
 
 
 def _size_text(size: int) -> str:
