@@ -22,7 +22,7 @@ from lean_kernel.engine.memory import MemoryLimits, MemoryWatchdog
 from lean_kernel.engine.process import ReplProcess
 from lean_kernel.engine.protocol import BaseREPLQuery, LeanError, Response
 from lean_kernel.engine.restarts import Restart, RestartKind
-from lean_kernel.engine.server import LeanServer, UnsentRequest, check_dict, check_request
+from lean_kernel.engine.server import LeanServer, UnsentRequest, check_dict, not_a_request
 from lean_kernel.engine.sessioncache import ReplaySessionCache, SessionEntry, StateKind
 from lean_kernel.errors import (
     LeanKernelError,
@@ -131,7 +131,8 @@ class AutoLeanServer(LeanServer):
         Negative ids (from ``add_to_session_cache``) may be used wherever an env or proof-state
         id goes; they are translated to the current process's ids.
         """
-        check_request(request)
+        if not isinstance(request, BaseREPLQuery):
+            raise not_a_request(request)
         with self._lock:
             try:
                 response = self._watched_request(request, timeout, cancel, heartbeats)
@@ -167,12 +168,14 @@ class AutoLeanServer(LeanServer):
     ) -> Response:
         """One request on the running process, kept ids translated, memory watched; the process
         is replaced at once after a failure that ended it."""
-        if self._proc is None or time.monotonic() - self._last_memory_check >= 1.0:
+        proc, now = self._proc, time.monotonic()
+        if proc is None or now - self._last_memory_check >= 1.0:
             self._ensure_healthy()
-        request_here = self._kept.resolve(request, replay=self._replay_entry)
+            proc = self._proc
+        request_here = self._kept.resolve(request, self._replay_entry)
         watchdog = self._watchdog
         try:
-            watchdog.watch(self._proc)
+            watchdog.watch(proc, now)
             try:
                 return self._request(request_here, timeout, cancel, heartbeats)
             finally:

@@ -20,9 +20,11 @@ from typing import Any
 from pydantic_core import from_json, to_json
 
 from lean_kernel.engine.process import POLL_SLICE_S, ReplProcess
+from lean_kernel.engine.protocol import BaseREPLQuery
 from lean_kernel.errors import ReplProtocolError
 
 _END = b"\n\n"
+_BLANK = frozenset(b" \t\r\n\x0b\x0c")  # what bytes.isspace() calls space
 
 
 def encode_request(payload: dict[str, Any]) -> bytes:
@@ -32,6 +34,12 @@ def encode_request(payload: dict[str, Any]) -> bytes:
     cannot hold, before anything is sent.
     """
     return to_json(payload) + _END
+
+
+def encode_query(request: BaseREPLQuery) -> bytes:
+    """``encode_request(request.to_wire())`` in one step (the model straight to JSON), for a
+    request sent as it is."""
+    return request.__pydantic_serializer__.to_json(request, by_alias=True, exclude_none=True) + _END
 
 
 def read_response(
@@ -49,7 +57,7 @@ def read_response(
     chunk = _next_chunk(proc, deadline, cancel, check)
     # Usually the whole answer comes in one read, and nothing before it or after its end.
     end = chunk.find(_END)
-    if end > 0 and end == len(chunk) - 2 and not chunk[:1].isspace():
+    if end > 0 and end == len(chunk) - 2 and chunk[0] not in _BLANK:
         return chunk[:end].decode("utf-8", "replace")
     buffer = bytearray(chunk)
     scanned = 0

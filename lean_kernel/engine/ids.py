@@ -35,6 +35,15 @@ class ProcessIds:
         self.generation += 1
         self._base = dict(self._next_id)
 
+    def same_in_process(self, request: BaseREPLQuery) -> bool:
+        """Whether ``request``'s ids mean the same in the current process (none to shift, none
+        stale), so it can be sent as it is."""
+        base = self._base
+        if not base["env"] and not base["proofState"]:
+            return True  # nothing handed out before this process: its ids are the callers'
+        fields = request.__dict__
+        return fields.get("env") is None and fields.get("proof_state") is None
+
     def to_process(self, payload: dict[str, Any], restart_note: str = "") -> dict[str, Any]:
         """A request with the caller's ids turned into the current process's ids.
 
@@ -136,14 +145,17 @@ class KeptIds:
         A state kept by another server sharing the cache is built first with ``replay``
         (None while replaying: then an unmapped id is refused).
         """
-        fields = vars(request)  # the declared fields (a getattr of a missing one is slow)
+        fields = request.__dict__  # the declared fields (a getattr of a missing one is slow)
         env, state = fields.get("env"), fields.get("proof_state")
+        kept_env, kept_state = type(env) is int and env < 0, type(state) is int and state < 0
+        if not (kept_env or kept_state):
+            return request  # the common case, kept cheap: no kept id
         update = {}
-        if type(env) is int and env < 0:
+        if kept_env:
             update["env"] = self._own_id("env", env, replay)
-        if type(state) is int and state < 0:
+        if kept_state:
             update["proof_state"] = self._own_id("proof_state", state, replay)
-        return request.model_copy(update=update) if update else request
+        return request.model_copy(update=update)
 
     def _own_id(
         self, kind: StateKind, key: int, replay: Callable[[SessionEntry], None] | None

@@ -246,10 +246,14 @@ class MemoryWatchdog:
             daemon=True,
         ).start()
 
-    def watch(self, proc: ReplProcess | None) -> None:
-        """Sample ``proc`` from now until ``unwatch()``: one command. Plain calls, for the server
-        marks every request (``watching`` is the same as a ``with`` block)."""
-        self._watched = (proc, time.monotonic()) if proc is not None else None
+    def watch(self, proc: ReplProcess | None, now: float | None = None) -> None:
+        """Sample ``proc`` from now (``now``: the caller's ``time.monotonic()``, if it has it)
+        until ``unwatch()``: one command. Plain calls, for the server marks every request
+        (``watching`` is the same as a ``with`` block)."""
+        if proc is not None:
+            self._watched = (proc, time.monotonic() if now is None else now)
+        else:
+            self._watched = None
 
     def unwatch(self) -> None:
         """The watched command is over."""

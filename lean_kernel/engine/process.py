@@ -87,18 +87,20 @@ class ReplProcess:
     def write(self, data: bytes, check: Callable[[], None]) -> None:
         """Write all of ``data``; ``check`` runs between waits and raises to abort.
         ``InputClosed`` when the process closed its input (it exited) first."""
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._in_fd, view)
-            except BlockingIOError:
-                written = 0
-            except BrokenPipeError:
-                raise InputClosed(len(data) - len(view)) from None
-            view = view[written:]
-            if view:
-                check()
-                self._poll_in.poll(POLL_SLICE_S * 1000)
+        sent = self._write_some(data, 0)
+        while sent < len(data):  # the pipe was full: wait until the REPL reads
+            check()
+            self._poll_in.poll(POLL_SLICE_S * 1000)
+            sent = self._write_some(data, sent)
+
+    def _write_some(self, data: bytes, sent: int) -> int:
+        """Write what the pipe takes of ``data[sent:]``; how much of ``data`` is now sent."""
+        try:
+            return sent + os.write(self._in_fd, memoryview(data)[sent:] if sent else data)
+        except BlockingIOError:
+            return sent
+        except BrokenPipeError:
+            raise InputClosed(sent) from None
 
     def read_chunk(self, wait_s: float | None) -> bytes | None:
         """Bytes from stdout, ``b""`` at EOF, or None when nothing came within ``wait_s``."""

@@ -348,4 +348,11 @@ def parse_response(
     if "message" in data and "env" not in data and "proofState" not in data:
         return LeanError.model_validate(data)
     # The validator itself, without model_validate's checks of its arguments: once per answer.
-    return request.response_type.__pydantic_validator__.validate_python(data)
+    model = request.response_type
+    validate = _VALIDATORS.get(model)
+    if validate is None:  # a pydantic class attribute is slow to get: looked up once
+        validate = _VALIDATORS[model] = model.__pydantic_validator__.validate_python
+    return validate(data)
+
+
+_VALIDATORS: dict[type[BaseREPLResponse], Any] = {}

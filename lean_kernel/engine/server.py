@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 import weakref
 from typing import Any
 
 from lean_kernel.engine.config import LeanREPLConfig, ReplLaunch
-from lean_kernel.engine.framing import decode_response, encode_request, read_response, stderr_note
+from lean_kernel.engine.framing import (
+    decode_response,
+    encode_query,
+    encode_request,
+    read_response,
+    stderr_note,
+)
 from lean_kernel.engine.heartbeats import HeartbeatSetting
 from lean_kernel.engine.ids import ProcessIds
 from lean_kernel.engine.memory import measure_repl_memory
@@ -157,7 +164,8 @@ class LeanServer:
         first runs under Lean's ``maxHeartbeats`` (``heartbeats``, default ``config.heartbeats``;
         see ``engine.heartbeats``): over it, it fails as a Lean error and the REPL lives on.
         """
-        check_request(request)
+        if not isinstance(request, BaseREPLQuery):
+            raise not_a_request(request)
         with self._lock:
             try:
                 return self._request(request, timeout, cancel, heartbeats)
@@ -172,12 +180,17 @@ class LeanServer:
         heartbeats: HeartbeatSetting | None,
     ) -> Response:
         """``run``'s work, the lock held: a command on an env goes under its heartbeat limit."""
+        command = isinstance(request, (Command, FileCommand))
+        limits = self._heartbeat_limits
+        if not (command and (self._command_options or limits.enabled)) and (
+            self._ids.same_in_process(request)
+        ):  # nothing to add or translate: the model goes to JSON in one step
+            return parse_response(request, self._send(encode_query(request), timeout, cancel))
         payload = request.to_wire()
-        if not isinstance(request, (Command, FileCommand)):
+        if not command:
             return parse_response(request, self._roundtrip(payload, timeout, cancel))
         if self._command_options:
             payload = {**self._command_options, **payload}
-        limits = self._heartbeat_limits
         if not limits.enabled:
             return parse_response(request, self._roundtrip(payload, timeout, cancel))
         generation = self._ids.generation
@@ -224,6 +237,14 @@ class LeanServer:
         self, payload: dict[str, Any], timeout: float | None, cancel: threading.Event | None
     ) -> dict[str, Any]:
         """Send one request and read its answer, ids translated (the caller holds the lock)."""
+        return self._send(
+            encode_request(self._ids.to_process(payload, self._restart_note)), timeout, cancel
+        )
+
+    def _send(
+        self, message: bytes, timeout: float | None, cancel: threading.Event | None
+    ) -> dict[str, Any]:
+        """Write one encoded request and read its answer, ids translated (lock held)."""
         proc = self._proc
         if proc is None:
             raise ReplCrashedError(
@@ -232,26 +253,14 @@ class LeanServer:
             )
         if cancel is not None and cancel.is_set():  # nothing sent: the REPL is untouched
             raise ReplCancelledError("The command was cancelled before it was sent.", started=False)
-        message = encode_request(self._ids.to_process(payload, self._restart_note))
         if timeout is None:
             timeout = self.config.timeout
-        deadline = monotonic_deadline(timeout)
-
-        def check() -> None:
-            if cancel is not None and cancel.is_set():
-                proc.kill()
-                raise ReplCancelledError(
-                    "The command was cancelled; the REPL process was killed.", started=True
-                )
-            if deadline is not None and time.monotonic() >= deadline:
-                proc.kill()
-                raise ReplTimeoutError(
-                    f"The REPL did not answer within {timeout:g} s; its process was killed. "
-                    "Raise the timeout (run(..., timeout=...) or LeanREPLConfig(timeout=...))"
-                    " if the command needs longer.",
-                    timeout=timeout,
-                )
-
+        deadline = None if timeout is None else monotonic_deadline(timeout)
+        check = (
+            _no_limit
+            if deadline is None and cancel is None
+            else functools.partial(_give_up, proc, cancel, deadline, timeout)
+        )
         # A REPL that died is not polled for first (a system call per request): writing to
         # it or reading from it meets its end, and _died says what became of it.
         try:
@@ -276,13 +285,36 @@ class LeanServer:
         )
 
 
-def check_request(request: object) -> None:
-    """Refuse what is not a request model (``run_dict`` takes raw JSON objects)."""
-    if not isinstance(request, BaseREPLQuery):
-        raise TypeError(
-            f"run() takes a request model such as Command(cmd=...), not "
-            f"{type(request).__name__}; use run_dict() for raw JSON objects"
+def _give_up(
+    proc: ReplProcess, cancel: threading.Event | None, deadline: float | None, timeout: float | None
+) -> None:
+    """A request's check while it waits: kill the REPL and raise if it was cancelled or its
+    ``deadline`` (``timeout`` seconds after it was sent) passed."""
+    if cancel is not None and cancel.is_set():
+        proc.kill()
+        raise ReplCancelledError(
+            "The command was cancelled; the REPL process was killed.", started=True
         )
+    if deadline is not None and time.monotonic() >= deadline:
+        proc.kill()
+        raise ReplTimeoutError(
+            f"The REPL did not answer within {timeout:g} s; its process was killed. "
+            "Raise the timeout (run(..., timeout=...) or LeanREPLConfig(timeout=...))"
+            " if the command needs longer.",
+            timeout=timeout,
+        )
+
+
+def _no_limit() -> None:
+    """The check of a request with neither deadline nor cancel: it may wait for ever."""
+
+
+def not_a_request(request: object) -> TypeError:
+    """The error for a ``run`` given something else than a request model."""
+    return TypeError(
+        f"run() takes a request model such as Command(cmd=...), not "
+        f"{type(request).__name__}; use run_dict() for raw JSON objects"
+    )
 
 
 def check_dict(data: object) -> None:
