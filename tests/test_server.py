@@ -288,6 +288,20 @@ def test_auto_server_recovers_from_memory_growth_during_a_command(fake_config):
         assert auto.run(Command(cmd="#eval kept", env=kept.env)).messages[0].data == "1"
 
 
+def test_repl_over_its_memory_limit_at_rest_is_replaced_before_the_next_request(fake_config):
+    with AutoLeanServer(fake_config, max_process_memory=200) as auto:
+        kept = auto.run(Command(cmd="def kept := 1"), add_to_session_cache=True)
+        bloated = auto.pid
+        auto.run(Command(cmd="#fake_memory 300"), timeout=60)  # too quick to be sampled
+        deadline = time.monotonic() + 10
+        while auto._watchdog.over_limit is None:  # the watchdog samples the REPL at rest
+            assert time.monotonic() < deadline, "a REPL at rest over its limit went unnoticed"
+            time.sleep(0.05)
+        assert auto.run(Command(cmd="#eval kept", env=kept.env)).messages[0].data == "1"
+        assert auto.pid != bloated and auto.last_restart.kind == "memory"
+        assert "max_process_memory" in auto.last_restart.memory_reason
+
+
 def test_env_from_before_a_crash_is_refused_unless_cached(auto):
     plain = auto.run(Command(cmd="def plain := 1"))
     kept = auto.run(Command(cmd="def kept := 2"), add_to_session_cache=True)

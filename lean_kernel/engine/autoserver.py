@@ -90,7 +90,6 @@ class AutoLeanServer(LeanServer):
         self.restart_count = 0
         self.last_restart: Restart | None = None
         self._kept = KeptIds(self.session_cache)
-        self._last_memory_check = 0.0
         super().__init__(config)
         self._watchdog = MemoryWatchdog(self._memory_limits, memory_check_interval)
 
@@ -168,14 +167,12 @@ class AutoLeanServer(LeanServer):
     ) -> Response:
         """One request on the running process, kept ids translated, memory watched; the process
         is replaced at once after a failure that ended it."""
-        proc, now = self._proc, time.monotonic()
-        if proc is None or now - self._last_memory_check >= 1.0:
-            self._ensure_healthy()
-            proc = self._proc
-        request_here = self._kept.resolve(request, self._replay_entry)
         watchdog = self._watchdog
+        if self._proc is None or watchdog.over_limit is not None:
+            self._ensure_healthy()
+        request_here = self._kept.resolve(request, self._replay_entry)
         try:
-            watchdog.watch(proc, now)
+            watchdog.watch(self._proc)
             try:
                 return self._request(request_here, timeout, cancel, heartbeats)
             finally:
@@ -236,18 +233,15 @@ class AutoLeanServer(LeanServer):
     # -- restarts ------------------------------------------------------------------------------
 
     def _ensure_healthy(self) -> None:
-        """Start a process if there is none; at most once a second, replace one over a memory
-        limit. (A process that died is noticed when the request is written: ``_resending``.)"""
+        """Start a process if there is none; replace one the watchdog found over a memory limit
+        at rest. (A process that died is noticed when the request is written: ``_resend``.)"""
         proc = self._proc
         if proc is None:
             self._recover("stopped")
             return
-        now = time.monotonic()
-        if now - self._last_memory_check >= 1.0:
-            self._last_memory_check = now
-            over = self._memory_limits.exceeded(proc, self._watchdog.sample(proc))
-            if over:
-                self._recover("memory", memory_reason=over)
+        over = self._watchdog.take_over_limit(proc)
+        if over:
+            self._recover("memory", memory_reason=over)
 
     def _recover(
         self, kind: RestartKind, error: LeanKernelError | None = None, memory_reason: str = ""

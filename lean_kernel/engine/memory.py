@@ -44,6 +44,8 @@ _CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.lim
 #: 15 ms for a 4 GB process, against microseconds for RSS. In between, RSS growth tells whether
 #: the last PSS figure still clears the limit (see ``MemoryWatchdog.sample``).
 PSS_REFRESH_S = 1.0
+#: Seconds between samples of a REPL at rest (between commands), against its limits.
+REST_CHECK_S = 1.0
 
 MemoryBasis = Literal["pss", "uss", "rss"]
 
@@ -221,12 +223,16 @@ def _container_limit_mb() -> float | None:
 
 
 class MemoryWatchdog:
-    """A daemon thread that kills the REPL when a running command pushes it over its limits.
+    """A daemon thread that kills the REPL when a running command pushes it over its limits,
+    and notices when a REPL at rest is over them.
 
     The server marks each command with ``watch(proc)`` and ``unwatch()`` (``watching(proc)`` is
     the same as a block); a command shorter than ``interval`` is never sampled. After a kill,
     ``explain(proc, ...)`` tells the server why its REPL died;
     ``last_seen_mb(proc)`` is its memory (RSS) at the last sample, whoever killed it.
+    Between commands, the last watched process is sampled every ``REST_CHECK_S``: over a limit,
+    ``over_limit`` holds it and why, for the server to replace it before its next request (off
+    the request's path: measuring a process tree reads every process of the machine).
     The thread holds the watchdog only weakly, so dropping the server stops it.
     """
 
@@ -234,6 +240,10 @@ class MemoryWatchdog:
         self.limits = limits
         self.interval = interval
         self._watched: tuple[ReplProcess, float] | None = None
+        self._resting: ReplProcess | None = None  # the last watched process, between commands
+        self._rest_checked = 0.0
+        #: A process found over a limit between commands, and why (see ``take_over_limit``).
+        self.over_limit: tuple[ReplProcess, str] | None = None
         self._killed: tuple[ReplProcess, str, float] | None = None  # why, MB sampled
         self._seen: tuple[ReplProcess, float] | None = None  # RSS, for the out-of-memory rule
         self._pss: tuple[ReplProcess, ReplMemory, float] | None = None  # measured when
@@ -246,14 +256,11 @@ class MemoryWatchdog:
             daemon=True,
         ).start()
 
-    def watch(self, proc: ReplProcess | None, now: float | None = None) -> None:
-        """Sample ``proc`` from now (``now``: the caller's ``time.monotonic()``, if it has it)
-        until ``unwatch()``: one command. Plain calls, for the server marks every request
-        (``watching`` is the same as a ``with`` block)."""
-        if proc is not None:
-            self._watched = (proc, time.monotonic() if now is None else now)
-        else:
-            self._watched = None
+    def watch(self, proc: ReplProcess | None) -> None:
+        """Sample ``proc`` from now until ``unwatch()``: one command. Plain calls, for the server
+        marks every request (``watching`` is the same as a ``with`` block)."""
+        self._watched = (proc, time.monotonic()) if proc is not None else None
+        self._resting = proc
 
     def unwatch(self) -> None:
         """The watched command is over."""
@@ -326,10 +333,20 @@ class MemoryWatchdog:
         """End the thread (at its next sample)."""
         self._stop.set()
 
+    def take_over_limit(self, proc: ReplProcess) -> str:
+        """Why ``proc`` was found over a limit between commands ("" if it was not); forgets it."""
+        over = self.over_limit
+        if over is None:
+            return ""
+        self.over_limit = None
+        return over[1] if over[0] is proc else ""
+
     def check(self) -> None:
-        """One sample: kill the watched REPL if its command has run a while and is over a limit."""
+        """One sample: kill the watched REPL if its command has run a while and is over a limit;
+        between commands, every ``REST_CHECK_S``, note a resting REPL over a limit."""
         watched = self._watched
         if watched is None:
+            self._check_resting()
             return
         proc, since = watched
         if time.monotonic() - since < self.interval:
@@ -340,6 +357,15 @@ class MemoryWatchdog:
         if over and self._watched is watched:
             self._killed = (proc, over, used.own_mb)
             proc.send_kill()
+
+    def _check_resting(self) -> None:
+        proc, now = self._resting, time.monotonic()
+        if proc is None or now - self._rest_checked < REST_CHECK_S or not proc.is_alive():
+            return
+        self._rest_checked = now
+        over = self.limits.exceeded(proc, self.sample(proc))
+        if over and self._watched is None and self._resting is proc:  # still at rest
+            self.over_limit = (proc, over)
 
 
 def _sample(ref: weakref.ref[MemoryWatchdog], stop: threading.Event, interval: float) -> None:
