@@ -1,9 +1,10 @@
-"""Talking to Lean REPL processes: ``LeanServer`` (one) and ``AutoLeanServer`` (self-healing).
+"""Talking to a Lean REPL process: ``LeanServer`` (``engine.autoserver`` adds self-healing).
 
 A request is one JSON object followed by a blank line; the answer is one JSON object ended by a
 blank line. The REPL cannot cancel a command, so timeouts, interrupts and memory limits end a
 command by killing the process (as a tree), and ``AutoLeanServer`` then starts a fresh one and
-replays what callers asked to keep.
+replays what callers asked to keep. A request with nothing to add or translate goes from its
+model to JSON in one step (``framing.encode_query``): the common case, kept cheap.
 
 Env and proof-state ids handed out by a server are unique across restarts: the ids of a new
 process are shifted past every id handed out before, so an id from a dead process is refused
