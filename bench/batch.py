@@ -24,8 +24,8 @@ and ``lake_path`` (a fake ``lake``: ``lake env CMD...`` execs CMD, ``lake build`
 ``lake --version`` prints one), which is how LeanInteract starts a REPL.
 
 Timing starts once the pool's REPL processes have started (a one-second settle after the pool is
-made, the same for every client) and ends when ``run_batch`` returns. Goal: lean_kernel within
-1.15x of the ideal on both flavours.
+made, the same for every client) and ends when ``run_batch`` returns. lean_kernel's result cache
+is off (bench/scale.py measures it). Goal: lean_kernel within 1.15x of the ideal on both flavours.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def run_lean_kernel(
         repl_command=[sys.executable, str(FAKE_REPL), *flags],
         enable_incremental_optimization=incremental,
     )
-    with LeanServerPool(config, num_workers=workers) as pool:
+    # cache=False: a second run would be answered from the first one's results
+    with LeanServerPool(config, num_workers=workers, cache=False) as pool:
         time.sleep(SETTLE_S)
         start = time.perf_counter()
         responses = pool.run_batch(commands)

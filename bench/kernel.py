@@ -36,8 +36,11 @@ from jupyter_client.manager import KernelManager  # noqa: E402
 
 from lean_kernel import Command, LeanREPLConfig, LeanServer  # noqa: E402
 from lean_kernel.cli import install  # noqa: E402
+from lean_kernel.engine.resultstore import STORE_ENV_VAR  # noqa: E402
 
 FAKE_REPL = [sys.executable, str(ROOT / "tests" / "fake_repl.py")]
+#: The kernel's result cache off: this measures Lean's path (bench/scale.py measures the cache).
+NO_CACHE = {STORE_ENV_VAR: "off"}
 IMPORT_COST_S = 1.0
 CHAR_COST_S = 2.5e-4  # a 200-character cell costs 50 ms, a small Mathlib lemma
 EDITED = 20
@@ -190,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lean-kernel-bench-") as tmp:
-        install(prefix=tmp, env={"LEAN_KERNEL_REPL": shlex.join(FAKE_REPL)})
+        install(prefix=tmp, env={"LEAN_KERNEL_REPL": shlex.join(FAKE_REPL), **NO_CACHE})
         os.environ["JUPYTER_PATH"] = str(Path(tmp) / "share" / "jupyter")
         lean, python = overhead(args.n, args.rounds, {"FAKE_REPL_ARGS": ""})
         costs = f"--import-cost {args.import_cost} --char-cost {args.char_cost}"

@@ -43,8 +43,11 @@ sys.path.insert(0, str(ROOT))
 
 from lean_kernel import LeanREPLConfig, LeanServerPool, Notebook  # noqa: E402
 from lean_kernel.cli import install  # noqa: E402
+from lean_kernel.engine.resultstore import STORE_ENV_VAR  # noqa: E402
 
 FAKE_REPL = [sys.executable, str(ROOT / "tests" / "fake_repl.py")]
+#: The kernel's result cache off: this measures Lean's path (bench/scale.py measures the cache).
+NO_CACHE = {STORE_ENV_VAR: "off"}
 MEMORY_LIMIT_MB = 400
 KERNEL_FAULTS = ("crash", "hang", "garbage", "stderr", "memory", "sigkill", "interrupt")
 # What a fault takes by itself (the time limit, the memory growth, the wait before the interrupt):
@@ -177,7 +180,7 @@ def batch_soak(items: int, fault_rate: float) -> dict[str, float]:
         else:
             commands.append(f"theorem t{i} : {i} + 1 = {i + 1} := rfl")
     started = time.perf_counter()
-    with LeanServerPool(config, num_workers=4) as pool:
+    with LeanServerPool(config, num_workers=4, cache=False) as pool:  # Lean's path, not the cache
         first_repl = rss_mb(repls(marker))
         handle = pool.submit_batch(commands, timeout_per_cmd=0.5)
         results = handle.result(timeout=1800)
@@ -245,7 +248,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lean-kernel-soak-") as tmp:
-        install(prefix=tmp, env={"LEAN_KERNEL_REPL": shlex.join(FAKE_REPL)})
+        install(prefix=tmp, env={"LEAN_KERNEL_REPL": shlex.join(FAKE_REPL), **NO_CACHE})
         os.environ["JUPYTER_PATH"] = str(Path(tmp) / "share" / "jupyter")
         started = time.perf_counter()
         session = kernel_session(args.cells, args.fault_every)
