@@ -4,7 +4,8 @@ After a crash, a timeout, a cancel that had to kill the command, or a memory lim
 is replaced at once (so the next request pays nothing) and the states callers kept
 (``add_to_session_cache=True``) are replayed into it under the same negative ids. A process that
 died between requests is noticed when the next request is written to it (nothing reached it),
-replaced, and sent that request. A watchdog thread samples memory during long commands.
+replaced, and sent that request. A watchdog thread samples memory during long commands (and
+at rest: a REPL found over a limit between commands is replaced before the next request).
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ class AutoLeanServer(LeanServer):
     restarted at once, so the next request pays nothing, and the session cache is replayed.
     States kept with ``add_to_session_cache=True`` get stable negative ids valid across restarts
     (automatic ones and ``restart()`` alike). A watchdog thread samples the REPL's memory during
-    long commands and kills it over the limit. ``last_restart`` says why the running process
+    long commands and kills it over the limit, and at rest, where one over the limit is replaced
+    before the next request. A REPL that died between requests is replaced and sent the request
+    (nothing had reached it). ``last_restart`` says why the running process
     replaced the one before (a typed `Restart`), ``restart_count`` how many restarts there were.
     """
 

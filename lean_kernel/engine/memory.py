@@ -360,8 +360,8 @@ class MemoryWatchdog:
 
     def _check_resting(self) -> None:
         proc, now = self._resting, time.monotonic()
-        if proc is None or now - self._rest_checked < REST_CHECK_S or not proc.is_alive():
-            return
+        if proc is None or now - self._rest_checked < REST_CHECK_S:
+            return  # (a process gone measures nothing: no poll here, which would reap it)
         self._rest_checked = now
         over = self.limits.exceeded(proc, self.sample(proc))
         if over and self._watched is None and self._resting is proc:  # still at rest
