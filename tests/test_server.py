@@ -289,11 +289,13 @@ def test_auto_server_recovers_from_memory_growth_during_a_command(fake_config):
 
 
 def test_repl_over_its_memory_limit_at_rest_is_replaced_before_the_next_request(fake_config):
-    with AutoLeanServer(fake_config, max_process_memory=200) as auto:
+    # Commands are sampled once they have run 3 s: the growth happens in one shorter command
+    # (even on a loaded machine), so only the check at rest can see it.
+    with AutoLeanServer(fake_config, max_process_memory=200, memory_check_interval=3.0) as auto:
         kept = auto.run(Command(cmd="def kept := 1"), add_to_session_cache=True)
         bloated = auto.pid
-        auto.run(Command(cmd="#fake_memory 300"), timeout=60)  # too quick to be sampled
-        deadline = time.monotonic() + 10
+        auto.run(Command(cmd="#fake_memory 300"), timeout=60)
+        deadline = time.monotonic() + 30
         while auto._watchdog.over_limit is None:  # the watchdog samples the REPL at rest
             assert time.monotonic() < deadline, "a REPL at rest over its limit went unnoticed"
             time.sleep(0.05)
