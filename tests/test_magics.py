@@ -108,6 +108,27 @@ def test_lean_cell_returns_a_result_object_for_python(shell):
     assert "⊢ 1 = 1" in bundle["text/plain"] and "lk-root" in bundle["text/html"]
 
 
+def test_lean_cell_judges_each_declaration_as_the_kernel_does(shell):
+    result = run(
+        shell,
+        "%%lean\naxiom cheat : False\ntheorem a : 1 = 1 := rfl\n"
+        "theorem b : 2 = 2 := by sorry\ntheorem c : 1 = 2 := cheat.elim",
+    )
+    assert [(v.name, v.verdict) for v in result.verdicts] == [
+        ("cheat", "axioms"),
+        ("a", "proved"),
+        ("b", "sorry"),
+        ("c", "axioms"),
+    ]
+    assert result.verdicts[3].axioms == ("cheat",)
+    bundle = result._repr_mimebundle_()
+    for line in ("a: proved", "b: sorry", "c: axioms cheat"):
+        assert line in bundle["text/plain"]
+    assert bundle["text/html"].count('class="lk-verdict"') == 4
+    broken = run(shell, "%%lean\ntheorem d : 1 = 2 := oops")
+    assert [(v.name, v.verdict) for v in broken.verdicts] == [("d", "error")]
+
+
 def test_line_magic_value_can_be_assigned(shell):
     run(shell, "answer = %lean #eval 40 + 2")
     assert shell.user_ns["answer"].messages[0].data == "42"

@@ -74,15 +74,18 @@ class LeanMagics(Magics):
         session = self.session
         cell_id, label = session.next_cell()
         notebook = session.notebook
-        try:
-            run = _interruptible(
-                lambda cancel: notebook.run(
-                    code, cell_id=cell_id, label=label, timeout=options.timeout, cancel=cancel
-                )
+
+        def run_and_judge(cancel: threading.Event) -> LeanResult:
+            run = notebook.run(
+                code, cell_id=cell_id, label=label, timeout=options.timeout, cancel=cancel
             )
+            judged = notebook.run_verdicts(run, cancel=cancel)
+            return LeanResult(code, run, label, tuple(judged.verdicts))
+
+        try:
+            result = _interruptible(run_and_judge)
         except LeanKernelError as err:  # a misplaced import, no REPL...: the user's to fix
             raise UsageError(str(err)) from None
-        result = LeanResult(code, run, label)
         if options.output:
             self.shell.user_ns[options.output] = result
         if options.raise_errors:

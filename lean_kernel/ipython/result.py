@@ -2,8 +2,8 @@
 
 Python users drive Lean to *use* the answers (filter statements, collect goals), so the result
 exposes ``messages``, ``sorries``, ``env`` and friends as plain attributes; displayed, it shows the
-diagnostics as the Lean kernel would (``lean_kernel.display``), with a line for cells
-re-checked or replayed first."""
+diagnostics and the verdict of each declaration as the Lean kernel would (``lean_kernel.display``),
+with a line for cells re-checked or replayed first."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from lean_kernel.display import render_error_summary, render_result
 from lean_kernel.engine.outcome import ResponseReading
 from lean_kernel.engine.protocol import CommandResponse, LeanError
+from lean_kernel.engine.verdict import DeclVerdict
 from lean_kernel.errors import LeanKernelError
 from lean_kernel.notebook import CellRun
 
@@ -34,6 +35,9 @@ class LeanResult(ResponseReading):
     source: str
     run: CellRun
     label: str = ""
+    verdicts: tuple[DeclVerdict, ...] = ()
+    """The verdict of each declaration the cell adds (``proved``, ``sorry``, ``axioms``...:
+    ``engine.verdict``), shown as badges beside the diagnostics."""
 
     @property
     def response(self) -> CommandResponse | LeanError | None:
@@ -91,7 +95,12 @@ class LeanResult(ResponseReading):
         raise LeanCellError(f"{self.label}: {summary['evalue']}")
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
-        bundle = render_result(self.source, self.response) if self.response is not None else {}
+        response = self.response
+        bundle = (
+            render_result(self.source, response, verdicts=self.verdicts)
+            if response is not None
+            else {}
+        )
         notes = self.notes()
         plain = bundle.get("text/plain", "")
         body_html = bundle.get("text/html", "")

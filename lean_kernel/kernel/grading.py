@@ -46,14 +46,12 @@ class Grader:
         that Lean rejected: its declarations are ``error``). Cells elaborated to judge it (it
         had no live env) are added to ``run.rechecks``."""
         cell = run.cell
-        if run.error is not None or run.response is None or cell is None:
+        if cell is None:
             return CellVerdicts([])
         exercises = self.exercises.among(cell.declares)
         statements = {exercise.name: exercise.statement for exercise in exercises}
-        judged = notebook.verdicts(cell, statements=statements or None, cancel=cancel)
+        judged = notebook.run_verdicts(run, statements=statements or None, cancel=cancel)
         judged.verdicts = self.exercises.adjusted(judged.verdicts)
-        if judged.recheck is not None:  # the cell was elaborated for real to judge it
-            run.rechecks.append(judged.recheck)
         return judged
 
     def failure(self, verdicts: Sequence[DeclVerdict]) -> Reply | None:

@@ -283,6 +283,24 @@ class Notebook:
         with self._lock:
             return self._checker.check(cell, statements, allowed, _event(cancel))
 
+    def run_verdicts(
+        self,
+        run: CellRun,
+        *,
+        statements: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> CellVerdicts:
+        """``verdicts`` of what ``run``'s cell adds; none when the REPL gave no answer (it died
+        on the cell, or there is no cell). A cell elaborated for real to be judged (it had no live
+        env) is added to ``run.rechecks``."""
+        cell = run.cell
+        if run.error is not None or run.response is None or cell is None:
+            return CellVerdicts([])
+        judged = self.verdicts(cell, statements=statements, cancel=cancel)
+        if judged.recheck is not None:
+            run.rechecks.append(judged.recheck)
+        return judged
+
     def forget(self, cell_id: str) -> bool:
         """Take a cell out of the document (its content is gone); later cells become stale.
 
