@@ -117,3 +117,15 @@ def read_log(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line)["request"] for line in path.read_text().splitlines() if line]
+
+
+def stable_rows(results) -> list[dict]:
+    """Batch results as rows without what varies from run to run (times, the worker's name):
+    what two runs of one batch, on any engine or from the cache, must agree on."""
+    rows = []
+    for item in results:
+        row = item.row()
+        for key in ("time", "header_time", "worker"):
+            row.pop(key)
+        rows.append(row)
+    return rows

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
-from conftest import fake_repl_command, wait_no_repl_processes
+from conftest import fake_repl_command, stable_rows, wait_no_repl_processes
 from kernel_harness import KernelSession
 from test_kernel import jupyter_path  # noqa: F401 - a fixture
 from verdict_corpus import CORPUS, case
@@ -180,16 +180,6 @@ def test_reference_statements_are_read_as_lean_writes_them():
 # -- the result cache --------------------------------------------------------------------------
 
 
-def rows(results) -> list[dict]:
-    found = []
-    for item in results:
-        row = item.row()
-        for key in ("time", "header_time", "worker"):
-            row.pop(key)
-        found.append(row)
-    return found
-
-
 def test_verdicts_survive_the_result_cache_and_follow_today_s_allowance(tmp_path):
     log = tmp_path / "requests.jsonl"
     names = ["clean proof", "native_decide", "sorry in a have", "implemented_by"]
@@ -204,7 +194,7 @@ def test_verdicts_survive_the_result_cache_and_follow_today_s_allowance(tmp_path
         required = pool.submit_batch(commands, require="proved").result(60)
     store.close()
     assert fresh.verdicts == ["proved", "axioms", "sorry", "escape"]
-    assert {item.worker for item in again} == {"cache"} and rows(again) == rows(fresh)
+    assert {item.worker for item in again} == {"cache"} and stable_rows(again) == stable_rows(fresh)
     assert [i.declarations for i in again] == [i.declarations for i in fresh]
     assert allowed.verdicts == ["proved", "proved", "sorry", "escape"]
     assert required.statuses == ["ok", "error", "error", "error"]

@@ -18,7 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fake_repl_command, our_repl_processes, read_log, wait_no_repl_processes
+from conftest import (
+    fake_repl_command,
+    our_repl_processes,
+    read_log,
+    stable_rows,
+    wait_no_repl_processes,
+)
 from kernel_harness import KernelSession
 from test_kernel import jupyter_path  # noqa: F401 - a fixture
 
@@ -40,17 +46,6 @@ def theorems(n: int, sleep: float = 0.0) -> list[str]:
 
 def config(log: Path, *flags: str) -> LeanREPLConfig:
     return LeanREPLConfig(repl_command=fake_repl_command("--log", str(log), *flags))
-
-
-def same_rows(results) -> list[dict]:
-    """What must not depend on the engine: everything but times and the worker's name."""
-    rows = []
-    for item in results:
-        row = item.row()
-        for key in ("time", "header_time", "worker"):
-            row.pop(key)
-        rows.append(row)
-    return rows
 
 
 def header_runs(log: Path) -> int:
@@ -115,7 +110,7 @@ def test_results_are_those_of_the_thread_pool_item_by_item(cluster, tmp_path):
         handle.add_listener(lambda h: seen.append(h.done_count))
         there = handle.result(120)
         status = pool.status()
-    assert same_rows(there) == same_rows(here)
+    assert stable_rows(there) == stable_rows(here)
     assert {r.status for r in there} == {"ok", "sorry"}
     # Headers: each REPL elaborated each header it worked on once (a slot keeps its REPL and
     # what it holds between jobs); how many slots take up a header is the scheduler's balance,

@@ -188,11 +188,9 @@ class LeanServer:
         ):  # nothing to add or translate: the model goes to JSON in one step
             return parse_response(request, self._send(encode_query(request), timeout, cancel))
         payload = request.to_wire()
-        if not command:
-            return parse_response(request, self._roundtrip(payload, timeout, cancel))
-        if self._command_options:
+        if command and self._command_options:
             payload = {**self._command_options, **payload}
-        if not limits.enabled:
+        if not (command and limits.enabled):
             return parse_response(request, self._roundtrip(payload, timeout, cancel))
         generation = self._ids.generation
         payload, timeout = limits.apply(
